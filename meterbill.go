@@ -1,0 +1,535 @@
+// Package meterbill bills usage recorded in a Unimeter meter through Stripe invoices, exactly.
+//
+// First, define the metrics you bill ([Metric]) on a [Meter]: [NewMemoryMeter] runs one in-process
+// with Unimeter's semantics, for development, tests and single-process apps. Second, record usage
+// as [Event] values. Finally, price what the meter holds for a billing [Period] with a [Pricer];
+// [NewPlan] builds the default one from exact decimal prices in a currency's minor unit.
+//
+//	meter := meterbill.NewMemoryMeter()
+//	calls := meterbill.Metric{Code: "api_calls", Aggregation: meterbill.Count, Period: meterbill.Calendar, CycleDay: 1}
+//	if err := meter.Define(ctx, calls); err != nil { ... }
+//	_, err := meter.Ingest(ctx, []meterbill.Event{{Account: 42, Metric: "api_calls", Value: meterbill.Units(1), Time: t}})
+//	usage, err := meter.Query(ctx, 42, calls, meterbill.Period{Start: mar1, End: apr1})
+//	plan, err := meterbill.NewPlan(meterbill.Price{Metric: calls, Description: "API calls",
+//		Currencies: map[string][]meterbill.Tier{"usd": {{Unit: "0.1"}}}}) // $0.001 a call
+//	lines, err := plan.Price(ctx, "usd", usage)
+//
+// Money never passes through a float: quantities are [Value] (exact, six decimals, as Unimeter
+// stores them) and amounts are integers of the currency's minor unit. Times are UTC and always come
+// from events, invoices or the caller, never from the wall clock.
+//
+// Every exported type says whether it is safe for concurrent use; [MemoryMeter] and [Plan] are.
+package meterbill
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/meterbill/meterbill/internal/fixed"
+	"github.com/meterbill/meterbill/internal/memmeter"
+	"github.com/meterbill/meterbill/internal/period"
+)
+
+// Errors callers act on. Each error meterbill returns for these conditions wraps one of them, so
+// test with [errors.Is].
+var (
+	// ErrInvalidValue reports a value that cannot be stored exactly.
+	ErrInvalidValue = errors.New("meterbill: invalid value")
+	// ErrInvalidMetric reports a malformed metric definition.
+	ErrInvalidMetric = errors.New("meterbill: invalid metric")
+	// ErrInvalidEvent reports a usage event the meter would mis-store or lose.
+	ErrInvalidEvent = errors.New("meterbill: invalid event")
+	// ErrInvalidPeriod reports a malformed billing period.
+	ErrInvalidPeriod = errors.New("meterbill: invalid period")
+	// ErrUnknownMetric reports an event or query for a metric the meter has no definition of.
+	ErrUnknownMetric = errors.New("meterbill: unknown metric")
+	// ErrMetricConflict reports a definition that disagrees with the one the meter holds data
+	// under: changing it would change what past and future invoices bill.
+	ErrMetricConflict = errors.New("meterbill: metric conflicts with its existing definition")
+)
+
+// Limits of the Unimeter wire format that meterbill enforces instead of truncating.
+const (
+	MaxCodeLen          = 63  // bytes in a metric code
+	MaxPropertyKeyLen   = 31  // bytes in a property key
+	MaxPropertyValueLen = 63  // bytes in a property value
+	MaxProperties       = 255 // properties on one event
+)
+
+// Timestamps outside [minTime, maxTime) are refused: the server folds every CALENDAR date before
+// 2000 into one bucket, and int64 nanoseconds end in 2262.
+var (
+	minTime = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+	maxTime = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
+// Value is an exact, non-negative quantity with six decimal places, the precision Unimeter stores.
+// It holds up to 2^128-1 millionths, so a SUM over many events never overflows; one event's value
+// must fit in 64 bits of millionths (about 18.4 trillion units), the wire's width.
+//
+// Build one with [Units], [Micros] or [ParseValue]; there is no float constructor on purpose. The
+// zero Value is 0. Values are comparable with ==.
+type Value struct{ m fixed.Micros }
+
+// Units returns n whole units. It cannot fail; an event whose value exceeds the meter's 64-bit
+// range is refused when it is ingested.
+func Units(n uint64) Value { return Value{fixed.Units(n)} }
+
+// Micros returns n millionths of a unit: Micros(1) is 0.000001 and Micros(1_500_000) is 1.5.
+func Micros(n uint64) Value { return Value{fixed.Micros{Lo: n}} }
+
+// ParseValue parses a plain decimal such as "1", "0.5" or "0.000001". It refuses, with an error
+// wrapping [ErrInvalidValue], what cannot be stored exactly: a sign, an exponent, more than six
+// decimals, or more than 2^128-1 millionths.
+func ParseValue(s string) (Value, error) {
+	m, err := fixed.Parse(s)
+	if err != nil {
+		return Value{}, fmt.Errorf("%w %s: %w", ErrInvalidValue, quote(s), err)
+	}
+	return Value{m}, nil
+}
+
+// Add returns v+w and whether the sum fits in a Value.
+func (v Value) Add(w Value) (Value, bool) {
+	s, ok := v.m.Add(w.m)
+	return Value{s}, ok
+}
+
+// Cmp returns -1, 0 or +1 as v is less than, equal to or greater than w.
+func (v Value) Cmp(w Value) int { return v.m.Cmp(w.m) }
+
+// IsZero reports whether v is 0.
+func (v Value) IsZero() bool { return v == Value{} }
+
+// Micros64 returns v in millionths and whether it fits in 64 bits, an event value's wire width.
+func (v Value) Micros64() (uint64, bool) { return v.m.Lo, v.m.Hi == 0 }
+
+// String formats v as a plain decimal without trailing zeros: "1", "0.5", "0.000001".
+func (v Value) String() string { return v.m.String() }
+
+// MarshalText implements [encoding.TextMarshaler] with the String form.
+func (v Value) MarshalText() ([]byte, error) { return []byte(v.String()), nil }
+
+// UnmarshalText implements [encoding.TextUnmarshaler] with [ParseValue].
+func (v *Value) UnmarshalText(b []byte) error {
+	p, err := ParseValue(string(b))
+	if err == nil {
+		*v = p
+	}
+	return err
+}
+
+// Aggregation is how a metric folds its events within a period. The zero value is [Count].
+type Aggregation uint8
+
+// The aggregations, numbered as on Unimeter's wire.
+const (
+	// Count counts events; their values are ignored (but still part of the dedup key).
+	Count Aggregation = 0
+	// Sum adds event values.
+	Sum Aggregation = 1
+	// Max keeps the largest value.
+	Max Aggregation = 2
+	// Latest keeps the value of the event with the greatest timestamp; an event with an equal or
+	// older timestamp never replaces it.
+	Latest Aggregation = 3
+	// CountUnique counts distinct values in each period, with [OpAdd] and [OpRemove] events. Over a
+	// window of several periods the per-period counts are added, not unioned.
+	CountUnique Aggregation = 4
+)
+
+// String returns the aggregation's name, such as "count_unique".
+func (a Aggregation) String() string {
+	switch a {
+	case Count:
+		return "count"
+	case Sum:
+		return "sum"
+	case Max:
+		return "max"
+	case Latest:
+		return "latest"
+	case CountUnique:
+		return "count_unique"
+	}
+	return fmt.Sprintf("aggregation(%d)", uint8(a))
+}
+
+// PeriodType is how a metric buckets time. All periods are UTC. The zero value is not a valid
+// period type: Unimeter's type 0 is FIXED, 30-day windows from the Unix epoch that match no invoice,
+// and meterbill does not bill on it.
+type PeriodType uint8
+
+// The billable period types, numbered as on Unimeter's wire.
+const (
+	// Calendar periods are months that start on the metric's cycle day (1–28) at 00:00 UTC.
+	Calendar PeriodType = 1
+	// Day periods are UTC days.
+	Day PeriodType = 2
+	// Week periods are ISO weeks, from Monday 00:00 UTC.
+	Week PeriodType = 3
+)
+
+// String returns the period type's name, such as "calendar".
+func (p PeriodType) String() string {
+	switch p {
+	case Calendar, Day, Week:
+		return period.Type(p).String()
+	case 0:
+		return "fixed"
+	}
+	return fmt.Sprintf("period_type(%d)", uint8(p))
+}
+
+// Metric is a metric definition: what to aggregate and how to bucket it. It is plain data; the
+// zero value is not valid (it has no code and no period type).
+type Metric struct {
+	// Code names the metric: 1 to 63 bytes of UTF-8 without control characters.
+	Code string
+	// Aggregation folds the events of one period. Defaults to Count.
+	Aggregation Aggregation
+	// Period buckets time. Required.
+	Period PeriodType
+	// CycleDay is the day of the month (1–28) on which a Calendar period starts. Required for
+	// Calendar; must be 0 for Day and Week.
+	CycleDay int
+}
+
+func (m Metric) spec() period.Spec {
+	return period.Spec{Type: period.Type(m.Period), CycleDay: uint8(m.CycleDay)}
+}
+
+// validate reports why m is not a definition the meter can bill on.
+func (m Metric) validate() error {
+	if err := checkCode(m.Code); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidMetric, err)
+	}
+	if m.Aggregation > CountUnique {
+		return fmt.Errorf("%w %q: unknown aggregation %d", ErrInvalidMetric, m.Code, m.Aggregation)
+	}
+	switch m.Period {
+	case Calendar:
+		if m.CycleDay < 1 || m.CycleDay > 28 {
+			return fmt.Errorf("%w %q: calendar cycle day %d is outside 1–28", ErrInvalidMetric, m.Code, m.CycleDay)
+		}
+	case Day, Week:
+		if m.CycleDay != 0 {
+			return fmt.Errorf("%w %q: cycle day %d applies to calendar periods only", ErrInvalidMetric, m.Code, m.CycleDay)
+		}
+	case 0:
+		return fmt.Errorf("%w %q: period type is required (fixed 30-day windows match no invoice)", ErrInvalidMetric, m.Code)
+	default:
+		return fmt.Errorf("%w %q: unknown period type %d", ErrInvalidMetric, m.Code, m.Period)
+	}
+	return nil
+}
+
+// Bucket returns the period of m that contains t.
+func (m Metric) Bucket(t time.Time) Period {
+	s := m.spec()
+	id := s.ID(t.UnixNano())
+	return Period{Start: unixUTC(s.Start(id)), End: unixUTC(s.End(id))}
+}
+
+// Window returns the window a query for p actually covers: p widened outward to whole periods of
+// m, as Unimeter answers a query. A query for April on a Calendar metric with cycle day 15 covers
+// March 15 to May 15. Query with a window that Window returns unchanged to get exactly what you ask.
+func (m Metric) Window(p Period) Period {
+	from, to := m.spec().Window(p.Start.UnixNano(), p.End.UnixNano())
+	return Period{Start: unixUTC(from), End: unixUTC(to)}
+}
+
+func checkCode(code string) error {
+	switch {
+	case code == "":
+		return errors.New("empty metric code")
+	case len(code) > MaxCodeLen:
+		return fmt.Errorf("metric code %s is %d bytes, more than %d", quote(code), len(code), MaxCodeLen)
+	case !printable(code):
+		return fmt.Errorf("metric code %s is not printable UTF-8", quote(code))
+	}
+	return nil
+}
+
+func printable(s string) bool {
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f || r == utf8.RuneError {
+			return false
+		}
+	}
+	return true
+}
+
+// Period is a half-open UTC time range [Start, End). The zero value is empty and invalid.
+type Period struct {
+	Start, End time.Time
+}
+
+// String formats p as "[start, end)" in RFC 3339.
+func (p Period) String() string {
+	return "[" + p.Start.UTC().Format(time.RFC3339Nano) + ", " + p.End.UTC().Format(time.RFC3339Nano) + ")"
+}
+
+func (p Period) validate() error {
+	if !p.Start.Before(p.End) {
+		return fmt.Errorf("%w %s: start must be before end", ErrInvalidPeriod, p)
+	}
+	if p.Start.Before(minTime) || p.End.After(maxTime) {
+		return fmt.Errorf("%w %s: outside [2000-01-01, 2200-01-01)", ErrInvalidPeriod, p)
+	}
+	return nil
+}
+
+// Op is a [CountUnique] event's operation. The zero value adds.
+type Op uint8
+
+// The operations, numbered as on Unimeter's wire.
+const (
+	// OpNone adds the value, like OpAdd.
+	OpNone Op = 0
+	// OpAdd adds the event's value to the period's set.
+	OpAdd Op = 1
+	// OpRemove removes the event's value from the period's set; removing an absent value does
+	// nothing.
+	OpRemove Op = 2
+)
+
+// Property is a key/value pair on an event. Unimeter uses properties for dimension breakdowns; they
+// do not change the totals meterbill bills, and they are not part of the dedup key.
+type Property struct {
+	Key   string // 1 to 31 bytes
+	Value string // up to 63 bytes
+}
+
+// Event is one usage event. It is plain data.
+//
+// The meter deduplicates on (Metric, Account, Time, Value): two events equal in those four are one
+// event, whatever their properties or operation. Give distinct events distinct timestamps (the
+// nanoseconds are yours to use) and re-send a retried event with exactly the same ones.
+type Event struct {
+	// Account is the meter account; 0 is refused.
+	Account uint64
+	// Metric is the code of a defined metric.
+	Metric string
+	// Value is the quantity; it must fit in 64 bits of millionths. Count ignores it.
+	Value Value
+	// Time is when the usage happened, to the nanosecond; required, from 2000 to 2200.
+	Time time.Time
+	// Op is the CountUnique operation; other aggregations ignore it.
+	Op Op
+	// Properties are optional dimensions, at most 255.
+	Properties []Property
+}
+
+// validate reports why e cannot be stored as sent. It allocates only for the error.
+func (e *Event) validate() error {
+	if e.Account == 0 {
+		return fmt.Errorf("%w: account is 0", ErrInvalidEvent)
+	}
+	if err := checkCode(e.Metric); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidEvent, err)
+	}
+	if _, ok := e.Value.Micros64(); !ok {
+		return fmt.Errorf("%w %q: value %s exceeds the meter's 64-bit range", ErrInvalidEvent, e.Metric, e.Value)
+	}
+	if e.Time.Before(minTime) || !e.Time.Before(maxTime) {
+		if e.Time.IsZero() {
+			return fmt.Errorf("%w %q: time is required", ErrInvalidEvent, e.Metric)
+		}
+		return fmt.Errorf("%w %q: time %s is outside [2000-01-01, 2200-01-01)", ErrInvalidEvent, e.Metric, e.Time.UTC().Format(time.RFC3339))
+	}
+	if e.Op > OpRemove {
+		return fmt.Errorf("%w %q: unknown operation %d", ErrInvalidEvent, e.Metric, e.Op)
+	}
+	if len(e.Properties) > MaxProperties {
+		return fmt.Errorf("%w %q: %d properties, more than %d", ErrInvalidEvent, e.Metric, len(e.Properties), MaxProperties)
+	}
+	for _, p := range e.Properties {
+		switch {
+		case p.Key == "" || len(p.Key) > MaxPropertyKeyLen || !printable(p.Key):
+			return fmt.Errorf("%w %q: property key %s must be 1 to %d printable bytes", ErrInvalidEvent, e.Metric, quote(p.Key), MaxPropertyKeyLen)
+		case len(p.Value) > MaxPropertyValueLen || !printable(p.Value):
+			return fmt.Errorf("%w %q: property %s value %s must be at most %d printable bytes", ErrInvalidEvent, e.Metric, quote(p.Key), quote(p.Value), MaxPropertyValueLen)
+		}
+	}
+	return nil
+}
+
+// Usage is a meter's answer for one account, metric and window.
+type Usage struct {
+	// Account and Metric are what was queried.
+	Account uint64
+	Metric  Metric
+	// Window is the bucket-aligned window the value covers (see [Metric.Window]).
+	Window Period
+	// Value is the aggregate: the count for Count and CountUnique, the total for Sum, the maximum
+	// for Max, the latest reading for Latest.
+	Value Value
+	// LatestAt is the time of the latest reading, for Latest; zero otherwise or without data.
+	LatestAt time.Time
+}
+
+// IngestResult reports what the meter did with a batch.
+type IngestResult struct {
+	Stored     int // events stored
+	Duplicates int // events the meter already had (a retry that arrived twice counts here)
+}
+
+// Meter is where usage lives: Unimeter, the in-process [MemoryMeter], or an adapter of yours.
+// Implementations must be safe for concurrent use.
+type Meter interface {
+	// Define registers metrics before any event for them is ingested. Redefining a metric
+	// identically is a no-op; a change of aggregation, period type or cycle day to a metric that
+	// has data fails with [ErrMetricConflict].
+	Define(ctx context.Context, metrics ...Metric) error
+	// Ingest stores a batch of events. Duplicates (see [Event]) are counted, not stored, and are
+	// not an error: a retried batch is safe. An error means the batch may be retried.
+	Ingest(ctx context.Context, events []Event) (IngestResult, error)
+	// Query returns an account's usage of a metric over the whole periods that p touches.
+	Query(ctx context.Context, account uint64, metric Metric, p Period) (Usage, error)
+}
+
+var _ Meter = (*MemoryMeter)(nil)
+
+// MemoryMeter is an in-process [Meter] with Unimeter's semantics: the same period buckets, the same
+// dedup key, the same aggregations and the same widening of query windows, so code tested on it
+// behaves the same on a cluster. It is stricter than the server where the server loses data
+// silently: events for undefined metrics and redefinitions that would re-bucket existing data are
+// refused with an error.
+//
+// It keeps everything in memory for the life of the process, including every dedup key (as a
+// Unimeter node does until it restarts). It is safe for concurrent use. The zero value is not
+// usable; call [NewMemoryMeter].
+type MemoryMeter struct {
+	// mu orders Define against Ingest, so a definition cannot change under a batch being
+	// validated against it. Ingests share it.
+	mu  sync.RWMutex
+	eng *memmeter.Engine
+	buf sync.Pool // *[]memmeter.Event
+}
+
+// NewMemoryMeter returns an empty in-process meter.
+func NewMemoryMeter() *MemoryMeter {
+	return &MemoryMeter{eng: memmeter.New(nil)}
+}
+
+// Define implements [Meter]. It validates every metric before registering any.
+func (m *MemoryMeter) Define(ctx context.Context, metrics ...Metric) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	for _, mt := range metrics {
+		if err := mt.validate(); err != nil {
+			return err
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, mt := range metrics {
+		old, ok := m.eng.Lookup(mt.Code)
+		if ok && old != schemaOf(mt) && m.eng.HasData(mt.Code) {
+			return fmt.Errorf("%w: %q holds data as %s, refusing %s", ErrMetricConflict, mt.Code, describe(metricOf(old)), describe(mt))
+		}
+	}
+	for _, mt := range metrics {
+		m.eng.Put(schemaOf(mt))
+	}
+	return nil
+}
+
+// Ingest implements [Meter]. It validates the whole batch first and stores nothing if any event
+// is invalid or names an undefined metric; the error says which event.
+func (m *MemoryMeter) Ingest(ctx context.Context, events []Event) (IngestResult, error) {
+	if err := ctx.Err(); err != nil {
+		return IngestResult{}, err
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	bp, _ := m.buf.Get().(*[]memmeter.Event)
+	if bp == nil {
+		bp = new([]memmeter.Event)
+	}
+	defer func() { *bp = (*bp)[:0]; m.buf.Put(bp) }()
+	batch := (*bp)[:0]
+	for i := range events {
+		e := &events[i]
+		if err := e.validate(); err != nil {
+			return IngestResult{}, fmt.Errorf("%w (batch index %d)", err, i)
+		}
+		if _, ok := m.eng.Lookup(e.Metric); !ok {
+			return IngestResult{}, fmt.Errorf("%w %q: define it first (batch index %d)", ErrUnknownMetric, e.Metric, i)
+		}
+		v, _ := e.Value.Micros64()
+		batch = append(batch, memmeter.Event{Metric: e.Metric, Account: e.Account, Timestamp: e.Time.UnixNano(), Value: v, Op: uint8(e.Op)})
+	}
+	*bp = batch
+	r := m.eng.Ingest(batch)
+	return IngestResult{Stored: r.Stored, Duplicates: r.Duplicates}, nil
+}
+
+// Query implements [Meter]. The metric must be defined as given.
+func (m *MemoryMeter) Query(ctx context.Context, account uint64, metric Metric, p Period) (Usage, error) {
+	if err := ctx.Err(); err != nil {
+		return Usage{}, err
+	}
+	if err := metric.validate(); err != nil {
+		return Usage{}, err
+	}
+	if err := p.validate(); err != nil {
+		return Usage{}, err
+	}
+	old, ok := m.eng.Lookup(metric.Code)
+	if !ok {
+		return Usage{}, fmt.Errorf("%w %q", ErrUnknownMetric, metric.Code)
+	}
+	if old != schemaOf(metric) {
+		return Usage{}, fmt.Errorf("%w: %q is defined as %s, queried as %s", ErrMetricConflict, metric.Code, describe(metricOf(old)), describe(metric))
+	}
+	agg := m.eng.Query(account, metric.Code, p.Start.UnixNano(), p.End.UnixNano())
+	u := Usage{Account: account, Metric: metric, Window: metric.Window(p)}
+	switch metric.Aggregation {
+	case Count, CountUnique:
+		u.Value = Units(agg.Count)
+	case Sum:
+		u.Value = Value{fixed.Micros{Hi: agg.SumHi, Lo: agg.SumLo}}
+	case Max:
+		u.Value = Micros(agg.Max)
+	case Latest:
+		u.Value = Micros(agg.LastValue)
+		if agg.LastTimestamp != 0 {
+			u.LatestAt = unixUTC(agg.LastTimestamp)
+		}
+	}
+	return u, nil
+}
+
+func schemaOf(m Metric) memmeter.Schema {
+	return memmeter.Schema{Code: m.Code, Agg: memmeter.Agg(m.Aggregation), Period: m.spec()}
+}
+
+func metricOf(s memmeter.Schema) Metric {
+	return Metric{Code: s.Code, Aggregation: Aggregation(s.Agg), Period: PeriodType(s.Period.Type), CycleDay: int(s.Period.CycleDay)}
+}
+
+func describe(m Metric) string {
+	if m.Period == Calendar {
+		return fmt.Sprintf("%s/%s day %d", m.Aggregation, m.Period, m.CycleDay)
+	}
+	return fmt.Sprintf("%s/%s", m.Aggregation, m.Period)
+}
+
+func unixUTC(ns int64) time.Time { return time.Unix(0, ns).UTC() }
+
+// quote quotes s for an error message, cut short so hostile input cannot flood a log.
+func quote(s string) string {
+	const limit = 40
+	if len(s) > limit {
+		return strconv.Quote(s[:limit]) + "…"
+	}
+	return strconv.Quote(s)
+}
