@@ -131,13 +131,13 @@ func TestPlanPrices(t *testing.T) {
 			name:     "package rounds the count of packages up",
 			price:    meterbill.Price{Metric: calls, Description: "API calls", Model: meterbill.Package, PackageSize: "1000", Currencies: map[string][]meterbill.Tier{"usd": {{Unit: "200"}}}},
 			currency: "usd", qty: "2001",
-			want:     []line{{Desc: "API calls", Qty: "2001", Packages: "3", Unit: "200", Flat: "0", Amount: 600}},
+			want: []line{{Desc: "API calls", Qty: "2001", Packages: "3", Unit: "200", Flat: "0", Amount: 600}},
 		},
 		{
 			name:     "package exactly full",
 			price:    meterbill.Price{Metric: calls, Model: meterbill.Package, PackageSize: "1000", Currencies: map[string][]meterbill.Tier{"usd": {{Unit: "200"}}}},
 			currency: "usd", qty: "2000",
-			want:     []line{{Desc: "api_calls", Qty: "2000", Packages: "2", Unit: "200", Flat: "0", Amount: 400}},
+			want: []line{{Desc: "api_calls", Qty: "2000", Packages: "2", Unit: "200", Flat: "0", Amount: 400}},
 		},
 	}
 	for _, tt := range tests {
@@ -193,7 +193,9 @@ func TestPlanPriceErrors(t *testing.T) {
 }
 
 func TestNewPlanRejects(t *testing.T) {
-	usd := func(tiers ...meterbill.Tier) map[string][]meterbill.Tier { return map[string][]meterbill.Tier{"usd": tiers} }
+	usd := func(tiers ...meterbill.Tier) map[string][]meterbill.Tier {
+		return map[string][]meterbill.Tier{"usd": tiers}
+	}
 	tests := []struct {
 		name   string
 		prices []meterbill.Price

@@ -314,7 +314,9 @@ func TestIngestRejects(t *testing.T) {
 		{name: "256 properties", event: with(func(e *meterbill.Event) { e.Properties = props(256) }), wantErr: meterbill.ErrInvalidEvent},
 		{name: "32-byte property key", event: with(func(e *meterbill.Event) { e.Properties = []meterbill.Property{{Key: strings.Repeat("k", 32)}} }), wantErr: meterbill.ErrInvalidEvent},
 		{name: "empty property key", event: with(func(e *meterbill.Event) { e.Properties = []meterbill.Property{{Value: "v"}} }), wantErr: meterbill.ErrInvalidEvent},
-		{name: "64-byte property value", event: with(func(e *meterbill.Event) { e.Properties = []meterbill.Property{{Key: "k", Value: strings.Repeat("v", 64)}} }), wantErr: meterbill.ErrInvalidEvent},
+		{name: "64-byte property value", event: with(func(e *meterbill.Event) {
+			e.Properties = []meterbill.Property{{Key: "k", Value: strings.Repeat("v", 64)}}
+		}), wantErr: meterbill.ErrInvalidEvent},
 		{name: "255 properties at their limits are fine", event: with(func(e *meterbill.Event) {
 			e.Properties = props(255)
 			e.Properties[0] = meterbill.Property{Key: strings.Repeat("k", 31), Value: strings.Repeat("v", 63)}
