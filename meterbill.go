@@ -83,6 +83,10 @@ func Units(n uint64) Value { return Value{fixed.Units(n)} }
 // Micros returns n millionths of a unit: Micros(1) is 0.000001 and Micros(1_500_000) is 1.5.
 func Micros(n uint64) Value { return Value{fixed.Micros{Lo: n}} }
 
+// Micros128 returns hi·2^64 + lo millionths: a SUM as Unimeter's wire carries it (sum_hi,
+// sum_lo). Meter adapters use it; most callers want [Units] or [ParseValue].
+func Micros128(hi, lo uint64) Value { return Value{fixed.Micros{Hi: hi, Lo: lo}} }
+
 // ParseValue parses a plain decimal such as "1", "0.5" or "0.000001". It refuses, with an error
 // wrapping [ErrInvalidValue], what cannot be stored exactly: a sign, an exponent, more than six
 // decimals, or more than 2^128-1 millionths.
@@ -94,7 +98,7 @@ func ParseValue(s string) (Value, error) {
 	return Value{m}, nil
 }
 
-// Add returns v+w and whether the sum fits in a Value.
+// Add returns v+w, or 0 and false if the sum does not fit in a Value.
 func (v Value) Add(w Value) (Value, bool) {
 	s, ok := v.m.Add(w.m)
 	return Value{s}, ok
@@ -496,7 +500,7 @@ func (m *MemoryMeter) Query(ctx context.Context, account uint64, metric Metric, 
 	case Count, CountUnique:
 		u.Value = Units(agg.Count)
 	case Sum:
-		u.Value = Value{fixed.Micros{Hi: agg.SumHi, Lo: agg.SumLo}}
+		u.Value = Micros128(agg.SumHi, agg.SumLo)
 	case Max:
 		u.Value = Micros(agg.Max)
 	case Latest:

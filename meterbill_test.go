@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
 	"github.com/meterbill/meterbill"
 )
 
@@ -195,6 +196,47 @@ func TestMeterContract(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+func TestValueConstructors(t *testing.T) {
+	tests := []struct {
+		name string
+		v    meterbill.Value
+		want string
+	}{
+		{name: "units", v: meterbill.Units(3), want: "3"},
+		{name: "largest units", v: meterbill.Units(^uint64(0)), want: "18446744073709551615"},
+		{name: "micros", v: meterbill.Micros(1_500_000), want: "1.5"},
+		{name: "micros128 carries the high word", v: meterbill.Micros128(1, 0), want: "18446744073709.551616"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.v.String(); got != tt.want {
+				t.Errorf("String() = %q, want %q", got, tt.want)
+			}
+			text, err := tt.v.MarshalText()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var back meterbill.Value
+			if err := back.UnmarshalText(text); err != nil || back != tt.v {
+				t.Errorf("text round trip = %v, %v; want %v", back, err, tt.v)
+			}
+		})
+	}
+	if _, err := meterbill.ParseValue("1.0000001"); !errors.Is(err, meterbill.ErrInvalidValue) {
+		t.Errorf("ParseValue of 7 decimals = %v, want ErrInvalidValue", err)
+	}
+	var v meterbill.Value
+	if err := v.UnmarshalText([]byte("-1")); !errors.Is(err, meterbill.ErrInvalidValue) || !v.IsZero() {
+		t.Errorf("UnmarshalText(-1) = %v leaving %v, want ErrInvalidValue and no change", err, v)
+	}
+	if sum, ok := meterbill.Micros128(^uint64(0), ^uint64(0)).Add(meterbill.Micros(1)); ok || !sum.IsZero() {
+		t.Errorf("Add past 2^128 = %v, %v; want overflow", sum, ok)
+	}
+	if meterbill.Units(2).Cmp(meterbill.Micros(2_000_001)) != -1 {
+		t.Error("Cmp(2, 2.000001) != -1")
 	}
 }
 

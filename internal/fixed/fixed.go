@@ -93,11 +93,14 @@ func (v Micros) mulAdd(m, a uint64) (Micros, bool) {
 	return Micros{Hi: hi, Lo: lo}, hiHi == 0 && c1 == 0 && c3 == 0
 }
 
-// Add returns v+w and whether the sum fit in 128 bits.
+// Add returns v+w, or 0 and false if the sum does not fit in 128 bits.
 func (v Micros) Add(w Micros) (Micros, bool) {
 	lo, c := bits.Add64(v.Lo, w.Lo, 0)
 	hi, c := bits.Add64(v.Hi, w.Hi, c)
-	return Micros{Hi: hi, Lo: lo}, c == 0
+	if c != 0 {
+		return Micros{}, false
+	}
+	return Micros{Hi: hi, Lo: lo}, true
 }
 
 // Cmp returns -1, 0 or +1 as v is less than, equal to or greater than w.

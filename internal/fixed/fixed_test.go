@@ -70,7 +70,7 @@ func TestAddAndCmp(t *testing.T) {
 		wantCmp int
 	}{
 		{name: "carry into high word", a: Micros{Lo: ^uint64(0)}, b: Micros{Lo: 1}, want: Micros{Hi: 1}, wantOK: true, wantCmp: 1},
-		{name: "overflow", a: maxV, b: Micros{Lo: 1}, want: Micros{}, wantOK: false, wantCmp: 1},
+		{name: "overflow", a: maxV, b: Micros{Lo: 2}, want: Micros{}, wantOK: false, wantCmp: 1},
 		{name: "equal", a: Units(3), b: Units(3), want: Units(6), wantOK: true, wantCmp: 0},
 		{name: "high word decides", a: Micros{Hi: 1}, b: Micros{Lo: ^uint64(0)}, want: Micros{Hi: 1, Lo: ^uint64(0)}, wantOK: true, wantCmp: 1},
 	}

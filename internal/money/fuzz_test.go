@@ -71,7 +71,8 @@ func fuzzSchedule(model uint8, bound1, bound2 uint16, price1, price2, price3 uin
 			{UpTo: up2, Unit: price(price2)},
 			{Unit: price(price3), Flat: flatFee},
 		}
-		s.Tiers = append(all[:n-1:n-1], Tier{Unbounded: true, Unit: all[2].Unit, Flat: all[2].Flat})
+		s.Tiers = append([]Tier(nil), all[:n-1]...)
+		s.Tiers = append(s.Tiers, Tier{Unbounded: true, Unit: all[2].Unit, Flat: all[2].Flat})
 	default:
 		s.Tiers = []Tier{{Unbounded: true, Unit: price(price1), Flat: flatFee}}
 	}

@@ -1,0 +1,85 @@
+package meterbill_test
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/meterbill/meterbill"
+)
+
+func ExampleNewMemoryMeter() {
+	ctx := context.Background()
+	meter := meterbill.NewMemoryMeter()
+	storage := meterbill.Metric{Code: "storage_gb", Aggregation: meterbill.Sum, Period: meterbill.Calendar, CycleDay: 15}
+	if err := meter.Define(ctx, storage); err != nil {
+		panic(err)
+	}
+	half, _ := meterbill.ParseValue("0.5")
+	events := []meterbill.Event{
+		{Account: 42, Metric: "storage_gb", Value: half, Time: time.Date(2026, 4, 20, 10, 0, 0, 0, time.UTC)},
+		{Account: 42, Metric: "storage_gb", Value: meterbill.Units(2), Time: time.Date(2026, 5, 2, 10, 0, 0, 0, time.UTC)},
+	}
+	res, _ := meter.Ingest(ctx, events)
+	again, _ := meter.Ingest(ctx, events) // a retry: deduplicated
+	fmt.Println("stored", res.Stored, "then duplicates", again.Duplicates)
+
+	// A calendar-month query on a cycle-15 metric widens to whole periods: Mar 15 to May 15.
+	april := meterbill.Period{Start: time.Date(2026, 4, 1, 0, 0, 0, 0, time.UTC), End: time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)}
+	usage, _ := meter.Query(ctx, 42, storage, april)
+	fmt.Println(usage.Value, "GB over", usage.Window)
+	// Output:
+	// stored 2 then duplicates 2
+	// 2.5 GB over [2026-03-15T00:00:00Z, 2026-05-15T00:00:00Z)
+}
+
+func ExampleNewPlan() {
+	calls := meterbill.Metric{Code: "api_calls", Aggregation: meterbill.Count, Period: meterbill.Calendar, CycleDay: 1}
+	plan, err := meterbill.NewPlan(meterbill.Price{
+		Metric:      calls,
+		Description: "API calls",
+		Model:       meterbill.Graduated,
+		Currencies: map[string][]meterbill.Tier{
+			"usd": {{UpTo: "1000", Unit: "0"}, {Unit: "0.1"}}, // 1,000 free, then $0.001 a call
+			"jpy": {{UpTo: "1000", Unit: "0"}, {Unit: "0.15"}},
+		},
+	})
+	if err != nil {
+		panic(err)
+	}
+	usage := meterbill.Usage{Account: 42, Metric: calls, Value: meterbill.Units(123_456)}
+	for _, currency := range []string{"usd", "jpy"} {
+		lines, _ := plan.Price(context.Background(), currency, usage)
+		for _, l := range lines {
+			fmt.Printf("%s: %s × %s = %d %s minor units\n", l.Description, l.Quantity, l.UnitPrice, l.Amount, l.Currency)
+		}
+	}
+	// Output:
+	// API calls (tier 1): 1000 × 0 = 0 usd minor units
+	// API calls (tier 2): 122456 × 0.1 = 12246 usd minor units
+	// API calls (tier 1): 1000 × 0 = 0 jpy minor units
+	// API calls (tier 2): 122456 × 0.15 = 18368 jpy minor units
+}
+
+func ExampleMetric_Window() {
+	storage := meterbill.Metric{Code: "storage_gb", Aggregation: meterbill.Sum, Period: meterbill.Calendar, CycleDay: 15}
+	april := meterbill.Period{Start: time.Date(2026, 4, 1, 0, 0, 0, 0, time.UTC), End: time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)}
+	fmt.Println(storage.Window(april))
+	fmt.Println(storage.Bucket(time.Date(2026, 1, 5, 0, 0, 0, 0, time.UTC)))
+	// Output:
+	// [2026-03-15T00:00:00Z, 2026-05-15T00:00:00Z)
+	// [2025-12-15T00:00:00Z, 2026-01-15T00:00:00Z)
+}
+
+func ExampleParseValue() {
+	for _, s := range []string{"1", "0.5", "0.000001", "0.0000001", "-1"} {
+		v, err := meterbill.ParseValue(s)
+		fmt.Println(v, err)
+	}
+	// Output:
+	// 1 <nil>
+	// 0.5 <nil>
+	// 0.000001 <nil>
+	// 0 meterbill: invalid value "0.0000001": more than 6 decimal places (the meter stores millionths)
+	// 0 meterbill: invalid value "-1": negative
+}
