@@ -2,14 +2,24 @@ package meterbill
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"strconv"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"github.com/shopspring/decimal"
+	"github.com/stripe/stripe-go/v82/webhook"
 
+	"github.com/meterbill/meterbill/internal/backoff"
 	"github.com/meterbill/meterbill/internal/fixed"
+	"github.com/meterbill/meterbill/internal/ledger"
 	"github.com/meterbill/meterbill/internal/money"
+	"github.com/meterbill/meterbill/internal/stripeapi"
 )
 
 // Pricing errors.
@@ -38,7 +48,7 @@ type Pricer interface {
 	Price(ctx context.Context, currency string, u Usage) ([]Line, error)
 }
 
-// Line is one priced invoice line.
+// Line is one priced invoice line. It is plain data.
 type Line struct {
 	// Metric is the code of the metric priced.
 	Metric string
@@ -90,8 +100,10 @@ type Price struct {
 	Description string
 	// Model turns a quantity into an amount. Defaults to PerUnit.
 	Model PriceModel
-	// Included is a number of free units per billing window, subtracted before the model
-	// applies, as an exact decimal ("1000"). Defaults to none.
+	// Included is a number of free units, as an exact decimal ("1000"), subtracted once from
+	// each usage priced, before the model applies: once per invoice for each metric, whether the
+	// invoice bills one period of it or several (a Day metric on a monthly invoice). Defaults to
+	// none.
 	Included string
 	// PackageSize is the number of units in a package, for Package only.
 	PackageSize string
@@ -116,6 +128,7 @@ type Tier struct {
 var _ Pricer = (*Plan)(nil)
 
 // Plan is the default [Pricer]: a fixed price list. It is immutable and safe for concurrent use.
+// Build it with [NewPlan]; the zero Plan bills nothing and prices everything as [ErrNoPrice].
 type Plan struct {
 	metrics []Metric
 	prices  map[string]planPrice // by metric code
@@ -131,7 +144,7 @@ type planPrice struct {
 func NewPlan(prices ...Price) (*Plan, error) {
 	p := &Plan{prices: make(map[string]planPrice, len(prices))}
 	for _, pr := range prices {
-		if err := pr.Metric.validate(); err != nil {
+		if err := pr.Metric.Validate(); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrInvalidPlan, err)
 		}
 		code := pr.Metric.Code
@@ -219,6 +232,9 @@ func (p *Plan) Price(_ context.Context, currency string, u Usage) ([]Line, error
 	if !ok {
 		return nil, fmt.Errorf("%w: the plan does not bill metric %q", ErrNoPrice, u.Metric.Code)
 	}
+	if u.Metric != pp.Metric {
+		return nil, fmt.Errorf("%w: usage of %q as %s, but the plan prices it as %s", ErrMetricConflict, u.Metric.Code, describe(u.Metric), describe(pp.Metric))
+	}
 	cur := strings.ToLower(currency)
 	s, ok := pp.schedules[cur]
 	if !ok {
@@ -234,13 +250,18 @@ func (p *Plan) Price(_ context.Context, currency string, u Usage) ([]Line, error
 	}
 	lines := make([]Line, 0, len(mls))
 	for _, ml := range mls {
+		qty, err1 := valueOf(ml.Quantity)
+		packages, err2 := valueOf(ml.Packages)
+		if err := errors.Join(err1, err2); err != nil {
+			return nil, fmt.Errorf("%w: %s of %q in %s: %w", ErrAmountOverflow, u.Value, u.Metric.Code, cur, err)
+		}
 		l := Line{
 			Metric:      u.Metric.Code,
 			Description: pp.Description,
 			Currency:    cur,
 			Tier:        ml.Tier,
-			Quantity:    valueOf(ml.Quantity),
-			Packages:    valueOf(ml.Packages),
+			Quantity:    qty,
+			Packages:    packages,
 			UnitPrice:   ml.Unit.String(),
 			FlatFee:     ml.Flat.String(),
 			Amount:      ml.Amount,
@@ -253,12 +274,751 @@ func (p *Plan) Price(_ context.Context, currency string, u Usage) ([]Line, error
 	return lines, nil
 }
 
-// valueOf converts an exact decimal with at most six decimals (every quantity the engine returns:
-// differences of Values and package counts) back to a Value.
-func valueOf(d decimal.Decimal) Value {
+// valueOf converts an exact decimal back to a Value. Quantities are differences of Values and
+// always fit; a package count can exceed 128 bits only with absurd package sizes.
+func valueOf(d decimal.Decimal) (Value, error) {
 	m, err := fixed.Parse(d.String())
 	if err != nil {
-		panic("meterbill: internal quantity " + d.String() + " is not a Value: " + err.Error())
+		return Value{}, fmt.Errorf("quantity %s: %w", describeDecimal(d), err)
 	}
-	return Value{m}
+	return Value{m}, nil
+}
+
+func describeDecimal(d decimal.Decimal) string {
+	if s := d.String(); len(s) <= 60 {
+		return s
+	}
+	return "a number of " + strconv.Itoa(len(d.Coefficient().String())) + " digits"
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stripe
+
+// StripeClient lists the Stripe calls meterbill makes, and no others. [NewStripeClient] is the
+// default, over stripe-go v82; tests can use a fake. Implementations must be safe for concurrent
+// use and should return *[StripeError] for failed calls, so retries can tell transient failures
+// from permanent ones.
+//
+// It has four methods rather than the house's usual three: reading the invoice (for
+// [Handler.BillInvoice]), the customer (for [CustomerMetadataAccount]), and the items (the ledger),
+// plus the one write.
+type StripeClient interface {
+	// Invoice retrieves an invoice.
+	Invoice(ctx context.Context, id string) (StripeInvoice, error)
+	// CustomerMetadata retrieves a customer's metadata.
+	CustomerMetadata(ctx context.Context, id string) (map[string]string, error)
+	// InvoiceItems lists every invoice item of a customer, pending or on an invoice.
+	InvoiceItems(ctx context.Context, customer string) ([]InvoiceItem, error)
+	// CreateInvoiceItem creates an invoice item under an idempotency key.
+	CreateInvoiceItem(ctx context.Context, item InvoiceItem, idempotencyKey string) (InvoiceItem, error)
+}
+
+// StripeInvoice is the part of a Stripe invoice meterbill reads. It is plain data.
+type StripeInvoice struct {
+	ID, Customer string
+	Currency     string // lower case
+	Status       string // "draft", "open", "paid", "uncollectible" or "void"
+	// PeriodStart and PeriodEnd are the invoice's usage period: for a renewal, the period that
+	// just ended. meterbill bills the complete buckets that end inside (PeriodStart, PeriodEnd].
+	PeriodStart, PeriodEnd time.Time
+	// SubscriptionMetadata is the subscription's metadata as the invoice carries it.
+	SubscriptionMetadata map[string]string
+}
+
+// InvoiceItem is a Stripe invoice item. It is plain data.
+type InvoiceItem struct {
+	ID       string // set by Stripe
+	Customer string
+	// Invoice is the draft invoice the item is on; "" makes it pending, so Stripe adds it to the
+	// customer's next invoice.
+	Invoice     string
+	Currency    string
+	Description string
+	Amount      int64 // minor units
+	// PeriodStart and PeriodEnd are the usage period, half-open (Stripe's own end is inclusive;
+	// the adapter converts).
+	PeriodStart, PeriodEnd time.Time
+	Metadata               map[string]string
+}
+
+// StripeError is a failed Stripe call: the HTTP status (0 when no answer arrived), Stripe's
+// error type and code, and its request id for support.
+type StripeError struct {
+	Op        string // e.g. "create invoice item"
+	Status    int
+	Type      string // "api_error", "invalid_request_error", "idempotency_error", …
+	Code      string // e.g. "rate_limit", "idempotency_key_in_use", "invoice_not_editable"
+	RequestID string
+	Err       error
+}
+
+// Error describes the failure without any secret.
+func (e *StripeError) Error() string {
+	if e.Status == 0 {
+		return fmt.Sprintf("meterbill: stripe %s: %v", e.Op, e.Err)
+	}
+	return fmt.Sprintf("meterbill: stripe %s: HTTP %d %s %s (request %s)", e.Op, e.Status, e.Type, e.Code, e.RequestID)
+}
+
+// Unwrap returns the underlying error.
+func (e *StripeError) Unwrap() error { return e.Err }
+
+// Retryable reports whether the same request may succeed later: no answer, 409 (a concurrent
+// request with the same idempotency key), 429 or 5xx. stripe-go v82 retries none of these
+// itself.
+func (e *StripeError) Retryable() bool {
+	if e.Status == 0 {
+		return !errors.Is(e.Err, context.Canceled) && !errors.Is(e.Err, context.DeadlineExceeded)
+	}
+	return e.Status == http.StatusConflict || e.Status == http.StatusTooManyRequests || e.Status >= 500
+}
+
+var _ StripeClient = (*StripeAPI)(nil)
+
+// StripeAPI is the default [StripeClient], over stripe-go v82's stripe.Client (API version
+// 2025-08-27.basil). The SDK's own retries are off, because meterbill retries with its own
+// deadline, and the SDK's logs go to [WithLogger]. It is safe for concurrent use.
+type StripeAPI struct {
+	c *stripeapi.Client
+}
+
+// NewStripeClient returns a Stripe client for a secret or restricted API key (sk_… or rk_…;
+// a restricted key needs read access to customers and invoices and write access to invoice
+// items). Options: [WithStripeURL], [WithHTTPClient], [WithLogger].
+func NewStripeClient(apiKey string, opts ...Option) (*StripeAPI, error) {
+	if !strings.HasPrefix(apiKey, "sk_") && !strings.HasPrefix(apiKey, "rk_") {
+		return nil, errors.New("meterbill: NewStripeClient needs a secret (sk_…) or restricted (rk_…) API key")
+	}
+	o, err := newOptions(forStripeClient, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &StripeAPI{c: stripeapi.New(apiKey, o.stripeURL, o.httpClient, o.logger)}, nil
+}
+
+// Invoice implements [StripeClient].
+func (s *StripeAPI) Invoice(ctx context.Context, id string) (StripeInvoice, error) {
+	inv, err := s.c.Invoice(ctx, id)
+	return StripeInvoice(inv), stripeError(err)
+}
+
+// CustomerMetadata implements [StripeClient].
+func (s *StripeAPI) CustomerMetadata(ctx context.Context, id string) (map[string]string, error) {
+	md, err := s.c.CustomerMetadata(ctx, id)
+	return md, stripeError(err)
+}
+
+// InvoiceItems implements [StripeClient].
+func (s *StripeAPI) InvoiceItems(ctx context.Context, customer string) ([]InvoiceItem, error) {
+	items, err := s.c.InvoiceItems(ctx, customer)
+	out := make([]InvoiceItem, len(items))
+	for i, it := range items {
+		out[i] = InvoiceItem(it)
+	}
+	return out, stripeError(err)
+}
+
+// CreateInvoiceItem implements [StripeClient].
+func (s *StripeAPI) CreateInvoiceItem(ctx context.Context, item InvoiceItem, idempotencyKey string) (InvoiceItem, error) {
+	it, err := s.c.CreateInvoiceItem(ctx, stripeapi.Item(item), idempotencyKey)
+	return InvoiceItem(it), stripeError(err)
+}
+
+func stripeError(err error) error {
+	var e *stripeapi.Error
+	if errors.As(err, &e) {
+		return &StripeError{Op: e.Op, Status: e.Status, Type: e.Type, Code: e.Code, RequestID: e.RequestID, Err: e.Err}
+	}
+	return err
+}
+
+// ---------------------------------------------------------------------------------------------
+// The webhook handler and the invoice bridge
+
+// Webhook errors. The handler answers 400 for the first two and 413 for the third.
+var (
+	// ErrBadSignature reports a request whose Stripe-Signature header is missing, malformed,
+	// stale, from the future, or matches none of the signing secrets.
+	ErrBadSignature = errors.New("meterbill: bad webhook signature")
+	// ErrMalformedEvent reports a correctly signed body that is not a usable event.
+	ErrMalformedEvent = errors.New("meterbill: malformed webhook event")
+	// ErrBodyTooLarge reports a body over [WithMaxBodyBytes].
+	ErrBodyTooLarge = errors.New("meterbill: webhook body too large")
+)
+
+// Outcome says what handling one invoice did.
+type Outcome string
+
+// The outcomes.
+const (
+	// OutcomeBilled: lines were added to the invoice.
+	OutcomeBilled Outcome = "billed"
+	// OutcomePending: the invoice was finalized before its lines could be added, so they were
+	// created as pending invoice items that Stripe adds to the customer's next invoice.
+	OutcomePending Outcome = "pending"
+	// OutcomeAlreadyBilled: every line was already on Stripe (a redelivery).
+	OutcomeAlreadyBilled Outcome = "already_billed"
+	// OutcomeNothingToBill: no complete period ends inside the invoice's window, or no usage.
+	OutcomeNothingToBill Outcome = "nothing_to_bill"
+	// OutcomeNotDraft: the invoice was already finalized when the event arrived; nothing can be
+	// added to it. Its usage stays unbilled in the meter for the next invoice's window to cover
+	// only if the windows overlap, so watch for this outcome.
+	OutcomeNotDraft Outcome = "not_draft"
+	// OutcomeUnknownCustomer: the resolver does not know the customer; it is not metered.
+	OutcomeUnknownCustomer Outcome = "unknown_customer"
+	// OutcomeIgnored: an event other than invoice.created.
+	OutcomeIgnored Outcome = "ignored"
+	// OutcomeFailed: an error; the webhook was answered 500 and Stripe will redeliver.
+	OutcomeFailed Outcome = "failed"
+)
+
+// Report describes the handling of one invoice. It is plain data.
+type Report struct {
+	Event    string // the webhook event id; "" for BillInvoice
+	Invoice  string
+	Customer string
+	Account  uint64
+	Window   Period // the invoice's usage period
+	Outcome  Outcome
+	// Created lists the items this call created.
+	Created []InvoiceItem
+	// Existing counts meterbill's items already on Stripe for the buckets this invoice bills.
+	Existing int
+	// StripeRequests counts the Stripe API requests made, retries included.
+	StripeRequests int
+	// Err is the failure, for OutcomeFailed.
+	Err error
+}
+
+// maxRounds bounds how often one handling re-reads the ledger after Stripe answered a create
+// with a 5xx or an idempotency conflict.
+const maxRounds = 6
+
+var _ http.Handler = (*Handler)(nil)
+
+// Handler is the Stripe webhook endpoint: it verifies each request, and on invoice.created for a
+// draft invoice adds the invoice's usage lines exactly once. Mount it on the route you register
+// with Stripe. It keeps no state: what was billed lives in the invoice items' metadata on
+// Stripe, so any number of replicas can serve the same endpoint. It is safe for concurrent use.
+type Handler struct {
+	meter    Meter
+	stripe   StripeClient
+	resolver AccountResolver
+	pricer   Pricer
+	secrets  []string
+	o        *options
+	backoff  backoff.Policy
+}
+
+// NewHandler returns the webhook handler. secrets are the endpoint's signing secrets
+// ("whsec_…"); list both the old and the new one while you roll a secret. Options:
+// [WithMaxBodyBytes], [WithTolerance], [WithDeadline], [WithZeroUsageLines],
+// [WithErrorHandler], [WithReportHook], [WithLogger].
+func NewHandler(meter Meter, stripe StripeClient, resolver AccountResolver, pricer Pricer, secrets []string, opts ...Option) (*Handler, error) {
+	switch {
+	case meter == nil || stripe == nil || resolver == nil || pricer == nil:
+		return nil, errors.New("meterbill: NewHandler needs a meter, a Stripe client, a resolver and a pricer")
+	case len(secrets) == 0:
+		return nil, errors.New("meterbill: NewHandler needs the endpoint's signing secret")
+	}
+	for i, s := range secrets {
+		if !strings.HasPrefix(s, "whsec_") || len(s) < len("whsec_")+8 {
+			return nil, fmt.Errorf("meterbill: signing secret %d is not a webhook secret (whsec_…)", i+1)
+		}
+	}
+	o, err := newOptions(forHandler, opts)
+	if err != nil {
+		return nil, err
+	}
+	if len(pricer.Metrics()) == 0 {
+		return nil, errors.New("meterbill: the pricer bills no metric")
+	}
+	return &Handler{
+		meter: meter, stripe: stripe, resolver: resolver, pricer: pricer,
+		secrets: append([]string(nil), secrets...), o: o,
+		backoff: backoff.Policy{Base: o.retryBase, Max: o.retryMax},
+	}, nil
+}
+
+// ServeHTTP handles one webhook delivery: 200 when the invoice is billed or there is nothing to
+// do, 400 or 413 for a request that is not a valid signed event, 500 when billing failed (Stripe
+// then redelivers, and holds the invoice as a draft for up to three days).
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		http.Error(w, http.StatusText(http.StatusMethodNotAllowed), http.StatusMethodNotAllowed)
+		return
+	}
+	payload, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.o.maxBody))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			err = fmt.Errorf("%w: over %d bytes", ErrBodyTooLarge, h.o.maxBody)
+		} else {
+			err = fmt.Errorf("%w: reading the body: %w", ErrMalformedEvent, err)
+		}
+		h.fail(w, r, err)
+		return
+	}
+	if err := h.verify(payload, r.Header.Get("Stripe-Signature")); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	ev, inv, err := decodeEvent(payload)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	if ev.Type != "invoice.created" {
+		h.o.logger.Debug("meterbill: webhook ignored", "event", ev.ID, "type", ev.Type)
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	// Finish even if Stripe hangs up: the work is idempotent, and a redelivery then finds it done.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), h.o.deadline)
+	defer cancel()
+	sc := &countingStripe{StripeClient: h.stripe}
+	rep := h.billWith(ctx, sc, inv)
+	rep.Event, rep.StripeRequests = ev.ID, int(sc.n.Load())
+	h.report(rep)
+	if rep.Err != nil {
+		h.fail(w, r, rep.Err)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// BillInvoice does for one invoice what the webhook does, without HTTP: for back-fills, support
+// and tests. It is safe to call any number of times, concurrently with the webhook too. The
+// returned error is the Report's Err.
+func (h *Handler) BillInvoice(ctx context.Context, invoiceID string) (*Report, error) {
+	sc := &countingStripe{StripeClient: h.stripe}
+	inv, err := retry(ctx, h, func() (StripeInvoice, error) { return sc.Invoice(ctx, invoiceID) })
+	var rep *Report
+	if err != nil {
+		rep = &Report{Invoice: invoiceID, Outcome: OutcomeFailed, Err: err}
+	} else {
+		rep = h.billWith(ctx, sc, inv)
+	}
+	rep.StripeRequests = int(sc.n.Load())
+	h.report(rep)
+	return rep, rep.Err
+}
+
+func (h *Handler) report(rep *Report) {
+	attrs := []any{"event", rep.Event, "invoice", rep.Invoice, "customer", rep.Customer, "account", rep.Account,
+		"outcome", rep.Outcome, "created", len(rep.Created), "existing", rep.Existing, "stripe_requests", rep.StripeRequests}
+	switch rep.Outcome {
+	case OutcomeFailed:
+		h.o.logger.Error("meterbill: invoice not billed; Stripe will redeliver", append(attrs, "err", rep.Err)...)
+	case OutcomeUnknownCustomer, OutcomeNotDraft, OutcomePending:
+		h.o.logger.Warn("meterbill: invoice "+string(rep.Outcome), attrs...)
+	default:
+		h.o.logger.Info("meterbill: invoice "+string(rep.Outcome), attrs...)
+	}
+	if h.o.reportHook != nil {
+		h.o.reportHook(rep)
+	}
+}
+
+func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
+	if h.o.errorHandler != nil {
+		h.o.errorHandler(w, r, err)
+		return
+	}
+	status := http.StatusInternalServerError
+	switch {
+	case errors.Is(err, ErrBodyTooLarge):
+		status = http.StatusRequestEntityTooLarge
+	case errors.Is(err, ErrBadSignature), errors.Is(err, ErrMalformedEvent):
+		status = http.StatusBadRequest
+		h.o.logger.Warn("meterbill: webhook refused", "status", status, "err", err)
+	}
+	http.Error(w, http.StatusText(status), status)
+}
+
+// verify checks the signature against each secret, as stripe-go's webhook package does for one
+// (constant-time HMAC over every v1 signature, 300 s tolerance), and refuses timestamps from the
+// future, which stripe-go accepts.
+func (h *Handler) verify(payload []byte, header string) error {
+	var err error
+	for _, secret := range h.secrets {
+		err = webhook.ValidatePayloadWithTolerance(payload, header, secret, h.o.tolerance)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, webhook.ErrNoValidSignature) { // the header or its age: no secret helps
+			return fmt.Errorf("%w: %w", ErrBadSignature, err)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrBadSignature, err)
+	}
+	if t, ok := signedAt(header); !ok || t.After(h.o.now().Add(h.o.tolerance)) {
+		return fmt.Errorf("%w: timestamp is in the future", ErrBadSignature)
+	}
+	return nil
+}
+
+// signedAt returns the t= timestamp of a Stripe-Signature header.
+func signedAt(header string) (time.Time, bool) {
+	for _, part := range strings.Split(header, ",") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(part), "t="); ok {
+			sec, err := strconv.ParseInt(v, 10, 64)
+			return time.Unix(sec, 0), err == nil
+		}
+	}
+	return time.Time{}, false
+}
+
+// webhookEvent holds the fields meterbill reads. They are the same in the basil, clover and
+// dahlia API versions, so events of any of them are accepted instead of rejected: a rejected
+// event leaves an invoice unbilled.
+type webhookEvent struct {
+	ID   string `json:"id"`
+	Type string `json:"type"`
+	Data struct {
+		Object json.RawMessage `json:"object"`
+	} `json:"data"`
+}
+
+type webhookInvoice struct {
+	ID          string          `json:"id"`
+	Object      string          `json:"object"`
+	Customer    json.RawMessage `json:"customer"` // an id, or an object when expanded
+	Currency    string          `json:"currency"`
+	Status      string          `json:"status"`
+	PeriodStart int64           `json:"period_start"`
+	PeriodEnd   int64           `json:"period_end"`
+	Parent      *struct {
+		SubscriptionDetails *struct {
+			Metadata map[string]string `json:"metadata"`
+		} `json:"subscription_details"`
+	} `json:"parent"`
+}
+
+func decodeEvent(payload []byte) (webhookEvent, StripeInvoice, error) {
+	var ev webhookEvent
+	if err := json.Unmarshal(payload, &ev); err != nil {
+		return ev, StripeInvoice{}, fmt.Errorf("%w: %w", ErrMalformedEvent, err)
+	}
+	if ev.ID == "" || ev.Type == "" {
+		return ev, StripeInvoice{}, fmt.Errorf("%w: no event id or type", ErrMalformedEvent)
+	}
+	if ev.Type != "invoice.created" {
+		return ev, StripeInvoice{}, nil
+	}
+	var wi webhookInvoice
+	if err := json.Unmarshal(ev.Data.Object, &wi); err != nil {
+		return ev, StripeInvoice{}, fmt.Errorf("%w: invoice: %w", ErrMalformedEvent, err)
+	}
+	inv := StripeInvoice{ID: wi.ID, Currency: strings.ToLower(wi.Currency), Status: wi.Status,
+		PeriodStart: time.Unix(wi.PeriodStart, 0).UTC(), PeriodEnd: time.Unix(wi.PeriodEnd, 0).UTC()}
+	if err := json.Unmarshal(wi.Customer, &inv.Customer); err != nil {
+		var expanded struct {
+			ID string `json:"id"`
+		}
+		if json.Unmarshal(wi.Customer, &expanded) == nil {
+			inv.Customer = expanded.ID
+		}
+	}
+	if wi.Parent != nil && wi.Parent.SubscriptionDetails != nil {
+		inv.SubscriptionMetadata = wi.Parent.SubscriptionDetails.Metadata
+	}
+	switch {
+	case wi.Object != "invoice" || inv.ID == "":
+		return ev, inv, fmt.Errorf("%w: invoice.created without an invoice", ErrMalformedEvent)
+	case inv.Customer == "":
+		return ev, inv, fmt.Errorf("%w: invoice %s has no customer", ErrMalformedEvent, quote(inv.ID))
+	case inv.Status == "":
+		return ev, inv, fmt.Errorf("%w: invoice %s has no status", ErrMalformedEvent, quote(inv.ID))
+	}
+	return ev, inv, nil
+}
+
+// countingStripe counts the requests one handling makes.
+type countingStripe struct {
+	StripeClient
+	n atomic.Int64
+}
+
+func (c *countingStripe) Invoice(ctx context.Context, id string) (StripeInvoice, error) {
+	c.n.Add(1)
+	return c.StripeClient.Invoice(ctx, id)
+}
+
+func (c *countingStripe) InvoiceItems(ctx context.Context, customer string) ([]InvoiceItem, error) {
+	c.n.Add(1) // a page; the adapter may fetch more for a long history
+	return c.StripeClient.InvoiceItems(ctx, customer)
+}
+
+func (c *countingStripe) CreateInvoiceItem(ctx context.Context, item InvoiceItem, key string) (InvoiceItem, error) {
+	c.n.Add(1)
+	return c.StripeClient.CreateInvoiceItem(ctx, item, key)
+}
+
+// retry calls f until it succeeds, fails permanently, or ctx ends, waiting with jittered
+// backoff between attempts. Only *StripeError.Retryable failures are retried.
+func retry[T any](ctx context.Context, h *Handler, f func() (T, error)) (T, error) {
+	for attempt := 1; ; attempt++ {
+		v, err := f()
+		var se *StripeError
+		var stop *stopRetry
+		if err == nil || errors.As(err, &stop) || !errors.As(err, &se) || !se.Retryable() {
+			return v, err
+		}
+		if werr := backoff.Sleep(ctx, h.backoff.Wait(attempt)); werr != nil {
+			return v, fmt.Errorf("meterbill: giving up after %d attempts: %w", attempt, err)
+		}
+	}
+}
+
+// action is one line to create.
+type action struct {
+	metric   Metric
+	from, to time.Time
+	quantity Value // the whole run's usage, as priced
+	line     Line
+}
+
+// billWith is the invoice bridge. It reads the ledger (the customer's items on Stripe), plans the
+// lines for every complete bucket that ends in the invoice's window and is not billed yet,
+// prices them all before writing anything, then creates them under deterministic idempotency
+// keys. After a 5xx or an idempotency conflict it re-reads the ledger, so a line Stripe created
+// despite the error is never created twice.
+func (h *Handler) billWith(ctx context.Context, sc StripeClient, inv StripeInvoice) *Report {
+	rep := &Report{Invoice: inv.ID, Customer: inv.Customer, Window: Period{Start: inv.PeriodStart, End: inv.PeriodEnd}}
+	fail := func(err error) *Report {
+		rep.Outcome, rep.Err = OutcomeFailed, fmt.Errorf("meterbill: invoice %s: %w", inv.ID, err)
+		return rep
+	}
+	if inv.Status != "draft" {
+		rep.Outcome = OutcomeNotDraft
+		return rep
+	}
+	acct, err := h.resolver.ResolveAccount(ctx, Customer{ID: inv.Customer, SubscriptionMetadata: inv.SubscriptionMetadata})
+	if errors.Is(err, ErrUnknownCustomer) {
+		rep.Outcome = OutcomeUnknownCustomer
+		return rep
+	}
+	if err != nil {
+		return fail(err)
+	}
+	rep.Account = acct
+	if inv.PeriodStart.Before(minTime) || inv.PeriodEnd.After(maxTime) || inv.PeriodEnd.Before(inv.PeriodStart) {
+		return fail(fmt.Errorf("%w: invoice period %s", ErrInvalidPeriod, rep.Window))
+	}
+
+	gens := map[string]int{} // idempotency key generation per line, bumped after Stripe stored a failure
+	pending := false
+	for round := 1; ; round++ {
+		if round > maxRounds {
+			return fail(fmt.Errorf("gave up after %d rounds of conflicting Stripe answers", maxRounds))
+		}
+		items, err := retry(ctx, h, func() ([]InvoiceItem, error) { return sc.InvoiceItems(ctx, inv.Customer) })
+		if err != nil {
+			return fail(err)
+		}
+		entries, err := ledgerEntries(items, acct)
+		if err != nil {
+			return fail(err)
+		}
+		todo, existing, err := h.plan(ctx, inv, acct, entries)
+		if err != nil {
+			return fail(err)
+		}
+		rep.Existing = existing
+		if len(todo) == 0 {
+			switch {
+			case len(rep.Created) > 0 && pending:
+				rep.Outcome = OutcomePending
+			case len(rep.Created) > 0:
+				rep.Outcome = OutcomeBilled
+			case existing > 0:
+				rep.Outcome = OutcomeAlreadyBilled
+			default:
+				rep.Outcome = OutcomeNothingToBill
+			}
+			return rep
+		}
+		reread := false
+		for _, a := range todo {
+			item := h.item(inv, acct, a, pending)
+			base := ledger.Key(inv.ID, acct, a.metric.Code, a.from, a.to, a.line.Tier, 1, pending)
+			key := ledger.Key(inv.ID, acct, a.metric.Code, a.from, a.to, a.line.Tier, max(gens[base], 1), pending)
+			created, err := retry(ctx, h, func() (InvoiceItem, error) {
+				it, err := sc.CreateInvoiceItem(ctx, item, key)
+				var se *StripeError
+				if errors.As(err, &se) && se.Status >= 500 {
+					// Stripe may have stored this failure under the key (it replays 5xx for a
+					// day): re-read the ledger rather than retry the key.
+					return it, &stopRetry{err}
+				}
+				return it, err
+			})
+			var se *StripeError
+			var stop *stopRetry
+			switch {
+			case err == nil:
+				rep.Created = append(rep.Created, created)
+				continue
+			case errors.As(err, &stop), errors.As(err, &se) && se.Type == "idempotency_error":
+				// A 5xx, or the key was used with other parameters (usage changed between two
+				// concurrent deliveries): the ledger says what exists; a fresh key for the rest.
+				gens[base] = max(gens[base], 1) + 1
+				reread = true
+			case errors.As(err, &se) && se.Status >= 400 && se.Status < 500 && !pending:
+				// Perhaps the invoice was finalized while we worked: then the lines go to the
+				// customer's next invoice as pending items, never lost.
+				cur, gerr := retry(ctx, h, func() (StripeInvoice, error) { return sc.Invoice(ctx, inv.ID) })
+				if gerr != nil || cur.Status == "draft" {
+					return fail(err)
+				}
+				pending, reread = true, true
+			default:
+				return fail(err)
+			}
+			if err := backoff.Sleep(ctx, h.backoff.Wait(round)); err != nil {
+				return fail(err)
+			}
+			break
+		}
+		if !reread { // every line created: no need to read the ledger again
+			rep.Outcome = OutcomeBilled
+			if pending {
+				rep.Outcome = OutcomePending
+			}
+			return rep
+		}
+	}
+}
+
+// stopRetry marks an error retry must return at once.
+type stopRetry struct{ err error }
+
+func (s *stopRetry) Error() string { return s.err.Error() }
+func (s *stopRetry) Unwrap() error { return s.err }
+
+// ledgerEntries reads meterbill's records for account from a customer's items.
+func ledgerEntries(items []InvoiceItem, account uint64) ([]ledger.Entry, error) {
+	var out []ledger.Entry
+	for _, it := range items {
+		e, ours, err := ledger.Decode(it.Metadata)
+		if err != nil {
+			// Someone edited meterbill's metadata: stop rather than risk billing twice.
+			return nil, fmt.Errorf("invoice item %s: %w", it.ID, err)
+		}
+		if ours && e.Account == account {
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
+// plan returns the lines still to create for inv, and how many of its lines already exist.
+func (h *Handler) plan(ctx context.Context, inv StripeInvoice, acct uint64, entries []ledger.Entry) ([]action, int, error) {
+	var todo []action
+	existing := 0
+	for _, m := range h.pricer.Metrics() {
+		spec := m.spec()
+		run, ok := ledger.Billable(spec, inv.PeriodStart.UnixNano(), inv.PeriodEnd.UnixNano())
+		if !ok {
+			continue
+		}
+		winFrom, winTo := run.Window(spec)
+		var covered [][2]int64
+		runs := map[[2]int64][]ledger.Entry{} // existing runs that touch this window
+		for _, e := range entries {
+			if e.Metric != m.Code {
+				continue
+			}
+			from, to := e.From.UnixNano(), e.To.UnixNano()
+			covered = append(covered, [2]int64{from, to})
+			if from < winTo && winFrom < to {
+				runs[[2]int64{from, to}] = append(runs[[2]int64{from, to}], e)
+			}
+		}
+		// Runs this invoice billed before: complete any whose lines were cut short (a crash
+		// between two tiers, a concurrent delivery still at work), pricing the usage recorded
+		// then so the tiers match. Runs of other invoices are never topped up: a plan changed
+		// since would otherwise add lines to a run billed in full.
+		for span, es := range runs {
+			existing += len(es)
+			if es[0].Invoice != inv.ID {
+				continue
+			}
+			qty, err := ParseValue(es[0].Quantity)
+			if err != nil {
+				return nil, 0, fmt.Errorf("ledger quantity: %w", err)
+			}
+			have := map[int]bool{}
+			for _, e := range es {
+				have[e.Tier] = true
+			}
+			from, to := unixUTC(span[0]), unixUTC(span[1])
+			lines, err := h.price(ctx, inv.Currency, Usage{Account: acct, Metric: m, Window: Period{Start: from, End: to}, Value: qty})
+			if err != nil {
+				return nil, 0, err
+			}
+			for _, l := range lines {
+				if !have[l.Tier] {
+					todo = append(todo, action{metric: m, from: from, to: to, quantity: qty, line: l})
+				}
+			}
+		}
+		// Buckets never billed: one run of contiguous buckets, one line per tier.
+		for _, r := range ledger.Uncovered(spec, run, covered) {
+			f, t := r.Window(spec)
+			from, to := unixUTC(f), unixUTC(t)
+			u, err := h.meter.Query(ctx, acct, m, Period{Start: from, End: to})
+			if err != nil {
+				return nil, 0, fmt.Errorf("querying %s of account %d: %w", m.Code, acct, err)
+			}
+			lines, err := h.price(ctx, inv.Currency, u)
+			if err != nil {
+				return nil, 0, err
+			}
+			for _, l := range lines {
+				todo = append(todo, action{metric: m, from: from, to: to, quantity: u.Value, line: l})
+			}
+		}
+	}
+	return todo, existing, nil
+}
+
+// price prices u, adding a zero line for no usage when WithZeroUsageLines asks for it.
+func (h *Handler) price(ctx context.Context, currency string, u Usage) ([]Line, error) {
+	lines, err := h.pricer.Price(ctx, currency, u)
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range lines {
+		if !strings.EqualFold(l.Currency, currency) {
+			return nil, fmt.Errorf("%w: the pricer priced %s in %s for a %s invoice", ErrNoPrice, u.Metric.Code, l.Currency, currency)
+		}
+	}
+	if len(lines) == 0 && h.o.zeroLines {
+		lines = []Line{{Metric: u.Metric.Code, Description: u.Metric.Code, Currency: currency, UnitPrice: "0", FlatFee: "0"}}
+	}
+	return lines, nil
+}
+
+// item builds the Stripe invoice item for one action, with its ledger metadata.
+func (h *Handler) item(inv StripeInvoice, acct uint64, a action, pending bool) InvoiceItem {
+	desc := fmt.Sprintf("%s: %s", a.line.Description, a.line.Quantity)
+	if !a.line.Packages.IsZero() {
+		desc += fmt.Sprintf(" (%s packages)", a.line.Packages)
+	}
+	it := InvoiceItem{
+		Customer: inv.Customer, Invoice: inv.ID, Currency: inv.Currency, Description: desc, Amount: a.line.Amount,
+		PeriodStart: a.from, PeriodEnd: a.to,
+		Metadata: ledger.Encode(ledger.Entry{
+			Account: acct, Metric: a.metric.Code, Period: ledger.SpecString(a.metric.spec()), From: a.from, To: a.to,
+			Quantity: a.quantity.String(), Tier: a.line.Tier, LineQty: a.line.Quantity.String(), UnitPrice: a.line.UnitPrice, Invoice: inv.ID,
+		}),
+	}
+	if pending {
+		it.Invoice = ""
+	}
+	return it
 }

@@ -3,6 +3,7 @@ package meterbill_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -55,7 +56,13 @@ func TestPlanPrices(t *testing.T) {
 			want: []line{{Desc: "API calls", Qty: "1234565", Packages: "0", Unit: "0.1", Flat: "0", Amount: 123457}},
 		},
 		{
-			name:     "half a cent rounds up, below it rounds down",
+			name:     "half a cent rounds up",
+			price:    meterbill.Price{Metric: calls, Currencies: map[string][]meterbill.Tier{"usd": {{Unit: "0.1"}}}},
+			currency: "usd", qty: "5",
+			want: []line{{Desc: "api_calls", Qty: "5", Packages: "0", Unit: "0.1", Flat: "0", Amount: 1}},
+		},
+		{
+			name:     "below half a cent rounds down",
 			price:    meterbill.Price{Metric: calls, Currencies: map[string][]meterbill.Tier{"usd": {{Unit: "0.1"}}}},
 			currency: "usd", qty: "4",
 			want: []line{{Desc: "api_calls", Qty: "4", Packages: "0", Unit: "0.1", Flat: "0", Amount: 0}},
@@ -155,7 +162,7 @@ func TestPlanPrices(t *testing.T) {
 				t.Errorf("lines mismatch (-want +got):\n%s", diff)
 			}
 			for _, l := range lines {
-				if l.Currency != "usd" && l.Currency != "jpy" && l.Currency != "kwd" || l.Metric != tt.price.Metric.Code {
+				if l.Currency != strings.ToLower(tt.currency) || l.Metric != tt.price.Metric.Code {
 					t.Errorf("line %+v: currency or metric not carried", l)
 				}
 			}
@@ -179,6 +186,7 @@ func TestPlanPriceErrors(t *testing.T) {
 		// 10^10 calls at 10^9 cents is 10^19 cents: past int64, an error and never a wrap.
 		{name: "amount overflow", currency: "usd", usage: usageOf(t, calls, "10000000000"), wantErr: meterbill.ErrAmountOverflow},
 		{name: "largest quantity overflows cleanly", currency: "usd", usage: usageOf(t, calls, "340282366920938463463374607431768.211455"), wantErr: meterbill.ErrAmountOverflow},
+		{name: "usage of another definition of the metric", currency: "usd", usage: usageOf(t, meterbill.Metric{Code: calls.Code, Aggregation: meterbill.Max, Period: meterbill.Day}, "1"), wantErr: meterbill.ErrMetricConflict},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -190,6 +198,19 @@ func TestPlanPriceErrors(t *testing.T) {
 				t.Errorf("lines %+v alongside an error", lines)
 			}
 		})
+	}
+}
+
+// TestAbsurdPackageCountIsAnErrorNotAPanic: a package of one millionth at price 0 over a
+// 2^124-unit quantity has a package count past 128 bits.
+func TestAbsurdPackageCountIsAnErrorNotAPanic(t *testing.T) {
+	plan, err := meterbill.NewPlan(meterbill.Price{Metric: calls, Model: meterbill.Package, PackageSize: "0.000001", Currencies: map[string][]meterbill.Tier{"usd": {{Unit: "0"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = plan.Price(context.Background(), "usd", meterbill.Usage{Account: 1, Metric: calls, Value: meterbill.Micros128(1<<60, 0)})
+	if !errors.Is(err, meterbill.ErrAmountOverflow) {
+		t.Errorf("Price = %v, want ErrAmountOverflow", err)
 	}
 }
 

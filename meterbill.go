@@ -18,7 +18,8 @@
 // stores them) and amounts are integers of the currency's minor unit. Times are UTC and always come
 // from events, invoices or the caller, never from the wall clock.
 //
-// Every exported type says whether it is safe for concurrent use; [MemoryMeter] and [Plan] are.
+// The types with behaviour ([MemoryMeter], [Plan], [Handler], [StripeAPI] and the resolvers) are
+// safe for concurrent use. The rest are plain data: values to build, copy and pass around.
 package meterbill
 
 import (
@@ -28,6 +29,7 @@ import (
 	"strconv"
 	"sync"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/meterbill/meterbill/internal/fixed"
@@ -55,16 +57,19 @@ var (
 
 // Limits of the Unimeter wire format that meterbill enforces instead of truncating.
 const (
-	MaxCodeLen          = 63  // bytes in a metric code
-	MaxPropertyKeyLen   = 31  // bytes in a property key
-	MaxPropertyValueLen = 63  // bytes in a property value
-	MaxProperties       = 255 // properties on one event
+	MaxCodeLen          = 63   // bytes in a metric code
+	MaxPropertyKeyLen   = 31   // bytes in a property key
+	MaxPropertyValueLen = 63   // bytes in a property value
+	MaxProperties       = 255  // properties on one event
+	MaxBatchEvents      = 1024 // events in one Ingest call: the server ignores the rest
+	MaxBatchProperties  = 1024 // properties across one Ingest call: more is unsafe on the server
 )
 
 // Timestamps outside [minTime, maxTime) are refused: the server folds every CALENDAR date before
-// 2000 into one bucket, and int64 nanoseconds end in 2262.
+// its first bucket (2000-01 from the cycle day, so up to 2000-01-28) into bucket 0, and int64
+// nanoseconds end in 2262.
 var (
-	minTime = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+	minTime = time.Date(2000, 2, 1, 0, 0, 0, 0, time.UTC)
 	maxTime = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
 )
 
@@ -208,8 +213,9 @@ func (m Metric) spec() period.Spec {
 	return period.Spec{Type: period.Type(m.Period), CycleDay: uint8(m.CycleDay)}
 }
 
-// validate reports why m is not a definition the meter can bill on.
-func (m Metric) validate() error {
+// Validate reports why m is not a definition a meter can bill on, with an error wrapping
+// [ErrInvalidMetric]. Meter implementations call it before registering a metric.
+func (m Metric) Validate() error {
 	if err := checkCode(m.Code); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidMetric, err)
 	}
@@ -233,8 +239,12 @@ func (m Metric) validate() error {
 	return nil
 }
 
-// Bucket returns the period of m that contains t.
+// Bucket returns the period of m that contains t. It returns the zero Period, which no query
+// accepts, if m is invalid.
 func (m Metric) Bucket(t time.Time) Period {
+	if m.Validate() != nil {
+		return Period{}
+	}
 	s := m.spec()
 	id := s.ID(t.UnixNano())
 	return Period{Start: unixUTC(s.Start(id)), End: unixUTC(s.End(id))}
@@ -243,7 +253,12 @@ func (m Metric) Bucket(t time.Time) Period {
 // Window returns the window a query for p actually covers: p widened outward to whole periods of
 // m, as Unimeter answers a query. A query for April on a Calendar metric with cycle day 15 covers
 // March 15 to May 15. Query with a window that Window returns unchanged to get exactly what you ask.
+//
+// It returns the zero Period, which no query accepts, if m is invalid.
 func (m Metric) Window(p Period) Period {
+	if m.Validate() != nil {
+		return Period{}
+	}
 	from, to := m.spec().Window(p.Start.UnixNano(), p.End.UnixNano())
 	return Period{Start: unixUTC(from), End: unixUTC(to)}
 }
@@ -260,9 +275,13 @@ func checkCode(code string) error {
 	return nil
 }
 
+// printable reports whether s is valid UTF-8 without control characters (C0, DEL or C1).
 func printable(s string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
 	for _, r := range s {
-		if r < 0x20 || r == 0x7f || r == utf8.RuneError {
+		if unicode.IsControl(r) {
 			return false
 		}
 	}
@@ -279,12 +298,14 @@ func (p Period) String() string {
 	return "[" + p.Start.UTC().Format(time.RFC3339Nano) + ", " + p.End.UTC().Format(time.RFC3339Nano) + ")"
 }
 
-func (p Period) validate() error {
+// Validate reports why p cannot be queried, with an error wrapping [ErrInvalidPeriod]: it must
+// be non-empty and lie within [2000-02-01, 2200-01-01).
+func (p Period) Validate() error {
 	if !p.Start.Before(p.End) {
 		return fmt.Errorf("%w %s: start must be before end", ErrInvalidPeriod, p)
 	}
 	if p.Start.Before(minTime) || p.End.After(maxTime) {
-		return fmt.Errorf("%w %s: outside [2000-01-01, 2200-01-01)", ErrInvalidPeriod, p)
+		return fmt.Errorf("%w %s: outside [2000-02-01, 2200-01-01)", ErrInvalidPeriod, p)
 	}
 	return nil
 }
@@ -303,14 +324,15 @@ const (
 	OpRemove Op = 2
 )
 
-// Property is a key/value pair on an event. Unimeter uses properties for dimension breakdowns; they
+// Property is a key/value pair on an event; the zero Property is invalid (empty key). Unimeter uses properties for dimension breakdowns; they
 // do not change the totals meterbill bills, and they are not part of the dedup key.
 type Property struct {
 	Key   string // 1 to 31 bytes
 	Value string // up to 63 bytes
 }
 
-// Event is one usage event. It is plain data.
+// Event is one usage event. It is plain data; the zero Event is invalid (no account, metric or
+// time).
 //
 // The meter deduplicates on (Metric, Account, Time, Value): two events equal in those four are one
 // event, whatever their properties or operation. Give distinct events distinct timestamps (the
@@ -330,8 +352,9 @@ type Event struct {
 	Properties []Property
 }
 
-// validate reports why e cannot be stored as sent. It allocates only for the error.
-func (e *Event) validate() error {
+// Validate reports why e cannot be stored as sent, with an error wrapping [ErrInvalidEvent]. It
+// allocates only for the error. Meter implementations call it on every event they ingest.
+func (e *Event) Validate() error {
 	if e.Account == 0 {
 		return fmt.Errorf("%w: account is 0", ErrInvalidEvent)
 	}
@@ -345,7 +368,7 @@ func (e *Event) validate() error {
 		if e.Time.IsZero() {
 			return fmt.Errorf("%w %q: time is required", ErrInvalidEvent, e.Metric)
 		}
-		return fmt.Errorf("%w %q: time %s is outside [2000-01-01, 2200-01-01)", ErrInvalidEvent, e.Metric, e.Time.UTC().Format(time.RFC3339))
+		return fmt.Errorf("%w %q: time %s is outside [2000-02-01, 2200-01-01)", ErrInvalidEvent, e.Metric, e.Time.UTC().Format(time.RFC3339))
 	}
 	if e.Op > OpRemove {
 		return fmt.Errorf("%w %q: unknown operation %d", ErrInvalidEvent, e.Metric, e.Op)
@@ -364,7 +387,7 @@ func (e *Event) validate() error {
 	return nil
 }
 
-// Usage is a meter's answer for one account, metric and window.
+// Usage is a meter's answer for one account, metric and window. It is plain data.
 type Usage struct {
 	// Account and Metric are what was queried.
 	Account uint64
@@ -378,7 +401,7 @@ type Usage struct {
 	LatestAt time.Time
 }
 
-// IngestResult reports what the meter did with a batch.
+// IngestResult reports what the meter did with a batch. The zero value is an empty batch.
 type IngestResult struct {
 	Stored     int // events stored
 	Duplicates int // events the meter already had (a retry that arrived twice counts here)
@@ -391,8 +414,10 @@ type Meter interface {
 	// identically is a no-op; a change of aggregation, period type or cycle day to a metric that
 	// has data fails with [ErrMetricConflict].
 	Define(ctx context.Context, metrics ...Metric) error
-	// Ingest stores a batch of events. Duplicates (see [Event]) are counted, not stored, and are
-	// not an error: a retried batch is safe. An error means the batch may be retried.
+	// Ingest stores a batch of at most [MaxBatchEvents] events. Duplicates (see [Event]) are
+	// counted, not stored, and are not an error: a retried batch is safe. An error wrapping
+	// [ErrInvalidEvent] or [ErrUnknownMetric] is permanent; any other error may be retried with
+	// the same events.
 	Ingest(ctx context.Context, events []Event) (IngestResult, error)
 	// Query returns an account's usage of a metric over the whole periods that p touches.
 	Query(ctx context.Context, account uint64, metric Metric, p Period) (Usage, error)
@@ -427,10 +452,15 @@ func (m *MemoryMeter) Define(ctx context.Context, metrics ...Metric) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	seen := make(map[string]Metric, len(metrics))
 	for _, mt := range metrics {
-		if err := mt.validate(); err != nil {
+		if err := mt.Validate(); err != nil {
 			return err
 		}
+		if prev, dup := seen[mt.Code]; dup && prev != mt {
+			return fmt.Errorf("%w: %q is defined twice in one call, as %s and as %s", ErrMetricConflict, mt.Code, describe(prev), describe(mt))
+		}
+		seen[mt.Code] = mt
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -452,6 +482,9 @@ func (m *MemoryMeter) Ingest(ctx context.Context, events []Event) (IngestResult,
 	if err := ctx.Err(); err != nil {
 		return IngestResult{}, err
 	}
+	if err := checkBatch(events); err != nil {
+		return IngestResult{}, err
+	}
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	bp, _ := m.buf.Get().(*[]memmeter.Event)
@@ -462,7 +495,7 @@ func (m *MemoryMeter) Ingest(ctx context.Context, events []Event) (IngestResult,
 	batch := (*bp)[:0]
 	for i := range events {
 		e := &events[i]
-		if err := e.validate(); err != nil {
+		if err := e.Validate(); err != nil {
 			return IngestResult{}, fmt.Errorf("%w (batch index %d)", err, i)
 		}
 		if _, ok := m.eng.Lookup(e.Metric); !ok {
@@ -481,12 +514,14 @@ func (m *MemoryMeter) Query(ctx context.Context, account uint64, metric Metric, 
 	if err := ctx.Err(); err != nil {
 		return Usage{}, err
 	}
-	if err := metric.validate(); err != nil {
+	if err := metric.Validate(); err != nil {
 		return Usage{}, err
 	}
-	if err := p.validate(); err != nil {
+	if err := p.Validate(); err != nil {
 		return Usage{}, err
 	}
+	m.mu.RLock() // the definition checked is the one the engine buckets with
+	defer m.mu.RUnlock()
 	old, ok := m.eng.Lookup(metric.Code)
 	if !ok {
 		return Usage{}, fmt.Errorf("%w %q", ErrUnknownMetric, metric.Code)
@@ -510,6 +545,22 @@ func (m *MemoryMeter) Query(ctx context.Context, account uint64, metric Metric, 
 		}
 	}
 	return u, nil
+}
+
+// checkBatch refuses batches the server would cut short: it ignores events past the 1024th and
+// cannot safely take more than 1024 properties in one request.
+func checkBatch(events []Event) error {
+	if len(events) > MaxBatchEvents {
+		return fmt.Errorf("%w: a batch of %d events, more than %d", ErrInvalidEvent, len(events), MaxBatchEvents)
+	}
+	props := 0
+	for i := range events {
+		props += len(events[i].Properties)
+	}
+	if props > MaxBatchProperties {
+		return fmt.Errorf("%w: a batch with %d properties, more than %d", ErrInvalidEvent, props, MaxBatchProperties)
+	}
+	return nil
 }
 
 func schemaOf(m Metric) memmeter.Schema {

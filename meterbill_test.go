@@ -149,6 +149,29 @@ func TestMeterContract(t *testing.T) {
 			},
 		},
 		{
+			name: "the metric is part of the dedup key",
+			events: []meterbill.Event{
+				{Account: 6, Metric: "api_calls", Value: meterbill.Units(1), Time: at(2026, 4, 3, 0, 0)},
+				{Account: 6, Metric: "storage_gb", Value: meterbill.Units(1), Time: at(2026, 4, 3, 0, 0)},
+			},
+			wantResult: meterbill.IngestResult{Stored: 2},
+			queries: []query{
+				{account: 6, metric: calls, period: meterbill.Period{Start: date(2026, 4, 1), End: date(2026, 5, 1)}, wantValue: "1", wantWindow: meterbill.Period{Start: date(2026, 4, 1), End: date(2026, 5, 1)}},
+			},
+		},
+		{
+			name: "latest across weeks is the newest reading of any week",
+			events: []meterbill.Event{
+				{Account: 4, Metric: "plan_level", Value: meterbill.Units(9), Time: at(2026, 11, 10, 10, 0)},
+				{Account: 4, Metric: "plan_level", Value: meterbill.Units(2), Time: at(2026, 11, 24, 10, 0)},
+				{Account: 4, Metric: "plan_level", Value: meterbill.Units(5), Time: at(2026, 11, 17, 10, 0)},
+			},
+			wantResult: meterbill.IngestResult{Stored: 3},
+			queries: []query{
+				{account: 4, metric: gauge, period: meterbill.Period{Start: date(2026, 11, 9), End: date(2026, 11, 30)}, wantValue: "2", wantWindow: meterbill.Period{Start: date(2026, 11, 9), End: date(2026, 11, 30)}},
+			},
+		},
+		{
 			name: "an add and a remove of the same seat at the same instant collapse",
 			events: []meterbill.Event{
 				{Account: 5, Metric: "seats", Value: meterbill.Units(7), Time: at(2026, 6, 1, 0, 0), Op: meterbill.OpAdd},
@@ -225,8 +248,10 @@ func TestValueConstructors(t *testing.T) {
 			}
 		})
 	}
-	if _, err := meterbill.ParseValue("1.0000001"); !errors.Is(err, meterbill.ErrInvalidValue) {
-		t.Errorf("ParseValue of 7 decimals = %v, want ErrInvalidValue", err)
+	for _, bad := range []string{"1.0000001", "-1", "", "1e3", ".5", "5.", " 1", "0x10", "340282366920938463463374607431768.211456"} {
+		if _, err := meterbill.ParseValue(bad); !errors.Is(err, meterbill.ErrInvalidValue) {
+			t.Errorf("ParseValue(%q) = %v, want ErrInvalidValue", bad, err)
+		}
 	}
 	var v meterbill.Value
 	if err := v.UnmarshalText([]byte("-1")); !errors.Is(err, meterbill.ErrInvalidValue) || !v.IsZero() {
@@ -351,6 +376,8 @@ func TestIngestRejects(t *testing.T) {
 		{name: "value beyond 64 bits", event: with(func(e *meterbill.Event) { e.Value = meterbill.Units(1 << 50) }), wantErr: meterbill.ErrInvalidEvent},
 		{name: "zero time", event: with(func(e *meterbill.Event) { e.Time = time.Time{} }), wantErr: meterbill.ErrInvalidEvent},
 		{name: "before 2000", event: with(func(e *meterbill.Event) { e.Time = date(1999, 12, 31) }), wantErr: meterbill.ErrInvalidEvent},
+		{name: "january 2000, before the first bucket of a late cycle day", event: with(func(e *meterbill.Event) { e.Time = date(2000, 1, 5) }), wantErr: meterbill.ErrInvalidEvent},
+		{name: "2000-02-01 is fine", event: with(func(e *meterbill.Event) { e.Time = date(2000, 2, 1) })},
 		{name: "after 2200", event: with(func(e *meterbill.Event) { e.Time = date(2200, 1, 1) }), wantErr: meterbill.ErrInvalidEvent},
 		{name: "unknown op", event: with(func(e *meterbill.Event) { e.Op = 3 }), wantErr: meterbill.ErrInvalidEvent},
 		{name: "256 properties", event: with(func(e *meterbill.Event) { e.Properties = props(256) }), wantErr: meterbill.ErrInvalidEvent},
@@ -412,6 +439,8 @@ func TestQueryRejects(t *testing.T) {
 		{name: "reversed period", metric: calls, period: meterbill.Period{Start: date(2026, 5, 1), End: date(2026, 4, 1)}, wantErr: meterbill.ErrInvalidPeriod},
 		{name: "zero period", metric: calls, wantErr: meterbill.ErrInvalidPeriod},
 		{name: "invalid metric", metric: meterbill.Metric{Code: "x"}, period: april, wantErr: meterbill.ErrInvalidMetric},
+		{name: "before 2000-02", metric: calls, period: meterbill.Period{Start: date(2000, 1, 1), End: date(2000, 3, 1)}, wantErr: meterbill.ErrInvalidPeriod},
+		{name: "after 2200", metric: calls, period: meterbill.Period{Start: date(2199, 12, 1), End: date(2200, 2, 1)}, wantErr: meterbill.ErrInvalidPeriod},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -423,6 +452,64 @@ func TestQueryRejects(t *testing.T) {
 				t.Errorf("Query = %v, want %v", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+func TestBatchLimits(t *testing.T) {
+	ctx := context.Background()
+	m := meterbill.NewMemoryMeter()
+	if err := m.Define(ctx, calls); err != nil {
+		t.Fatal(err)
+	}
+	batch := func(n, propsEach int) []meterbill.Event {
+		es := make([]meterbill.Event, n)
+		for i := range es {
+			es[i] = meterbill.Event{Account: 1, Metric: calls.Code, Value: meterbill.Units(1), Time: date(2026, 4, 2).Add(time.Duration(i))}
+			for p := range propsEach {
+				es[i].Properties = append(es[i].Properties, meterbill.Property{Key: fmt.Sprint("k", p), Value: "v"})
+			}
+		}
+		return es
+	}
+	tests := []struct {
+		name    string
+		events  []meterbill.Event
+		wantErr error
+	}{
+		{name: "1024 events", events: batch(1024, 0)},
+		{name: "1025 events: the server would ignore the last", events: batch(1025, 0), wantErr: meterbill.ErrInvalidEvent},
+		{name: "1025 properties across the batch", events: batch(5, 205), wantErr: meterbill.ErrInvalidEvent},
+		{name: "1020 properties across the batch", events: batch(4, 255)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := m.Ingest(ctx, tt.events)
+			if !errors.Is(err, tt.wantErr) || (tt.wantErr == nil) != (err == nil) {
+				t.Errorf("Ingest = %v, want %v", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestDefineRefusesContradictionsInOneCall(t *testing.T) {
+	d := meterbill.Metric{Code: "d", Aggregation: meterbill.Sum, Period: meterbill.Day}
+	w := meterbill.Metric{Code: "d", Aggregation: meterbill.Max, Period: meterbill.Week}
+	m := meterbill.NewMemoryMeter()
+	if err := m.Define(context.Background(), d, w); !errors.Is(err, meterbill.ErrMetricConflict) {
+		t.Errorf("Define(d, w) = %v, want ErrMetricConflict", err)
+	}
+	if err := m.Define(context.Background(), d, d); err != nil {
+		t.Errorf("Define(d, d) = %v, want nil: the same definition twice agrees", err)
+	}
+}
+
+func TestInvalidMetricHasNoWindow(t *testing.T) {
+	bad := meterbill.Metric{Code: "x"} // no period type: FIXED, refused
+	if w := bad.Window(meterbill.Period{Start: date(2026, 4, 1), End: date(2026, 5, 1)}); w != (meterbill.Period{}) {
+		t.Errorf("Window of an invalid metric = %s, want the zero Period", w)
+	}
+	if b := (meterbill.Metric{Code: "x", Period: meterbill.Calendar, CycleDay: 300}).Bucket(date(2026, 4, 1)); b != (meterbill.Period{}) {
+		t.Errorf("Bucket with cycle day 300 = %s, want the zero Period", b)
 	}
 }
 

@@ -22,7 +22,9 @@ func TestIDMatchesServer(t *testing.T) {
 		{name: "calendar 2026-04-17 cycle 1", spec: Spec{Calendar, 1}, ts: 1_776_384_000 * 1e9, want: 315},
 		{name: "calendar 2026-04-17 cycle 15", spec: Spec{Calendar, 15}, ts: 1_776_384_000 * 1e9, want: 315},
 		{name: "calendar 2026-04-10 cycle 15", spec: Spec{Calendar, 15}, ts: 1_775_779_200 * 1e9, want: 314},
-		{name: "calendar 2026-01-05 cycle 15 wraps to december", spec: Spec{Calendar, 15}, ts: 1_767_225_600 * 1e9, want: 311},
+		// The server's test names this 2026-01-05 but its timestamp is 2026-01-01; pin both.
+		{name: "calendar 2026-01-01 cycle 15 wraps to december", spec: Spec{Calendar, 15}, ts: 1_767_225_600 * 1e9, want: 311},
+		{name: "calendar 2026-01-05 cycle 15 wraps to december", spec: Spec{Calendar, 15}, ts: ns(2026, 1, 5, 0), want: 311},
 		{name: "calendar 2024-02-29 leap day", spec: Spec{Calendar, 1}, ts: 1_709_164_800 * 1e9, want: 289},
 		{name: "day 2026-04-17", spec: Spec{Day, 0}, ts: 1_776_384_000 * 1e9, want: 20560},
 		{name: "day just before midnight", spec: Spec{Day, 0}, ts: DayNanos - 1, want: 0},

@@ -1,0 +1,450 @@
+package meterbill_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/stripe/stripe-go/v82/webhook"
+
+	"github.com/meterbill/meterbill"
+	"github.com/meterbill/meterbill/internal/stripefake"
+)
+
+// bridge is the whole invoice pipeline wired as in production, with the fake Stripe behind the
+// real stripe-go adapter and the handler behind a real HTTP server.
+type bridge struct {
+	stripe  *stripefake.Server
+	meter   *meterbill.MemoryMeter
+	handler *meterbill.Handler
+	server  *httptest.Server
+	mu      sync.Mutex
+	reports []*meterbill.Report
+}
+
+var (
+	// A graduated daily-active metric and a per-unit call metric, both on cycle day 1.
+	requests = meterbill.Metric{Code: "requests", Aggregation: meterbill.Count, Period: meterbill.Calendar, CycleDay: 1}
+	gbDays   = meterbill.Metric{Code: "gb_days", Aggregation: meterbill.Sum, Period: meterbill.Day}
+	billPlan = []meterbill.Price{
+		{Metric: requests, Description: "Requests", Currencies: map[string][]meterbill.Tier{"usd": {{Unit: "0.1"}}}},
+		{Metric: gbDays, Description: "Storage", Model: meterbill.Graduated, Currencies: map[string][]meterbill.Tier{
+			"usd": {{UpTo: "100", Unit: "0"}, {UpTo: "1000", Unit: "2"}, {Unit: "1"}},
+		}},
+	}
+)
+
+func newBridge(t testing.TB, prices []meterbill.Price, opts ...meterbill.Option) *bridge {
+	t.Helper()
+	b := &bridge{stripe: stripefake.New(), meter: meterbill.NewMemoryMeter()}
+	t.Cleanup(b.stripe.Close)
+	plan, err := meterbill.NewPlan(prices...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.meter.Define(context.Background(), plan.Metrics()...); err != nil {
+		t.Fatal(err)
+	}
+	sc, err := meterbill.NewStripeClient("sk_test_fake", meterbill.WithStripeURL(b.stripe.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts = append([]meterbill.Option{
+		meterbill.WithRetryBackoff(time.Millisecond, 5*time.Millisecond),
+		meterbill.WithReportHook(func(r *meterbill.Report) { b.mu.Lock(); b.reports = append(b.reports, r); b.mu.Unlock() }),
+	}, opts...)
+	b.handler, err = meterbill.NewHandler(b.meter, sc, meterbill.SubscriptionMetadataAccount("meter_account"), plan, []string{secret}, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.server = httptest.NewServer(b.handler)
+	t.Cleanup(b.server.Close)
+	return b
+}
+
+// customer sets up a subscription customer whose metadata maps it to account.
+func (b *bridge) invoice(id, customer string, account uint64, status string, start, end time.Time) stripefake.Invoice {
+	b.stripe.AddCustomer(customer, nil)
+	inv := stripefake.Invoice{ID: id, Customer: customer, Currency: "usd", Status: status, BillingReason: "subscription_cycle",
+		PeriodStart: start.Unix(), PeriodEnd: end.Unix(), Subscription: "sub_" + customer,
+		SubscriptionMetadata: map[string]string{"meter_account": fmt.Sprint(account)}}
+	b.stripe.AddInvoice(inv)
+	return inv
+}
+
+// deliver posts a freshly signed invoice.created for inv, as Stripe does on each attempt.
+func (b *bridge) deliver(t testing.TB, inv stripefake.Invoice, eventStatus string) int {
+	t.Helper()
+	payload := invoiceEvent(t, "2025-08-27.basil", inv.ID, inv.Customer, eventStatus, time.Unix(inv.PeriodStart, 0), time.Unix(inv.PeriodEnd, 0), inv.SubscriptionMetadata)
+	sp := webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: payload, Secret: secret})
+	req, err := http.NewRequest(http.MethodPost, b.server.URL, bytes.NewReader(payload))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Stripe-Signature", sp.Header)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	return resp.StatusCode
+}
+
+// record ingests n requests and a storage reading for every day of [from, to) for account.
+func (b *bridge) record(t testing.TB, account uint64, from, to time.Time, perDay int, gb string) {
+	t.Helper()
+	var events []meterbill.Event
+	for d := from; d.Before(to); d = d.AddDate(0, 0, 1) {
+		for i := range perDay {
+			events = append(events, meterbill.Event{Account: account, Metric: requests.Code, Value: meterbill.Units(1), Time: d.Add(time.Duration(i) * time.Second)})
+		}
+		if gb != "" {
+			events = append(events, meterbill.Event{Account: account, Metric: gbDays.Code, Value: mustValue(t, gb), Time: d.Add(12 * time.Hour)})
+		}
+	}
+	ingestAll(t, b.meter, events)
+}
+
+// itemView is the comparable projection of a Stripe item.
+type itemView struct {
+	Invoice, Desc string
+	Amount        int64
+	From, To      string
+	Tier          string
+}
+
+func view(items []stripefake.Item) []itemView {
+	var out []itemView
+	for _, it := range items {
+		out = append(out, itemView{Invoice: it.Invoice, Desc: it.Description, Amount: it.Amount,
+			From: it.Metadata["meterbill_from"][:10], To: it.Metadata["meterbill_to"][:10], Tier: it.Metadata["meterbill_tier"]})
+	}
+	sort.Slice(out, func(i, j int) bool { return fmt.Sprint(out[i]) < fmt.Sprint(out[j]) })
+	return out
+}
+
+// marchLines is what account 42's March invoice gets: 100 requests a day for 31 days at
+// $0.001, and 31 daily readings of 40 GB (1240 GB-days): 100 free, 900 at 2¢, 240 at 1¢.
+func marchLines(invoice string) []itemView {
+	return []itemView{
+		{Invoice: invoice, Desc: "Requests: 3100", Amount: 310, From: "2026-03-01", To: "2026-04-01", Tier: "0"},
+		{Invoice: invoice, Desc: "Storage (tier 1): 100", Amount: 0, From: "2026-03-01", To: "2026-04-01", Tier: "1"},
+		{Invoice: invoice, Desc: "Storage (tier 2): 900", Amount: 1800, From: "2026-03-01", To: "2026-04-01", Tier: "2"},
+		{Invoice: invoice, Desc: "Storage (tier 3): 240", Amount: 240, From: "2026-03-01", To: "2026-04-01", Tier: "3"},
+	}
+}
+
+func TestBillingExactlyOnce(t *testing.T) {
+	tests := []struct {
+		name string
+		// run drives the scenario; it returns the items to compare and may assert more.
+		run        func(t *testing.T, b *bridge) []stripefake.Item
+		wantItems  []itemView
+		wantStatus int
+	}{
+		{
+			name: "one delivery: one line per metric and tier, a day metric as one line",
+			run: func(t *testing.T, b *bridge) []stripefake.Item {
+				inv := b.invoice("in_mar", "cus_a", 42, "draft", date(2026, 3, 1), date(2026, 4, 1))
+				if got := b.deliver(t, inv, "draft"); got != 200 {
+					t.Fatalf("status %d", got)
+				}
+				return b.stripe.Items("cus_a")
+			},
+			wantItems: marchLines("in_mar"),
+		},
+		{
+			name: "the same delivery 20 times concurrently",
+			run: func(t *testing.T, b *bridge) []stripefake.Item {
+				inv := b.invoice("in_mar", "cus_a", 42, "draft", date(2026, 3, 1), date(2026, 4, 1))
+				// Hold the first creates in flight so the duplicates overlap them (409s and replays).
+				b.stripe.Inject(stripefake.Fault{Method: http.MethodPost, Path: "/v1/invoiceitems", Delay: 50 * time.Millisecond, Times: 4})
+				var wg sync.WaitGroup
+				statuses := make([]int, 20)
+				for i := range statuses {
+					wg.Go(func() { statuses[i] = b.deliver(t, inv, "draft") })
+				}
+				wg.Wait()
+				for i, s := range statuses {
+					if s != 200 {
+						t.Errorf("delivery %d answered %d", i, s)
+					}
+				}
+				return b.stripe.Items("cus_a")
+			},
+			wantItems: marchLines("in_mar"),
+		},
+		{
+			name: "bursts of 429 and 500: lines created once after retries",
+			run: func(t *testing.T, b *bridge) []stripefake.Item {
+				inv := b.invoice("in_mar", "cus_a", 42, "draft", date(2026, 3, 1), date(2026, 4, 1))
+				b.stripe.Inject(stripefake.Fault{Method: http.MethodGet, Path: "/v1/invoiceitems", Status: 429, Times: 3})
+				b.stripe.Inject(stripefake.Fault{Method: http.MethodPost, Path: "/v1/invoiceitems", Status: 429, Times: 3})
+				b.stripe.Inject(stripefake.Fault{Method: http.MethodPost, Path: "/v1/invoiceitems", Status: 500, Times: 2})
+				if got := b.deliver(t, inv, "draft"); got != 200 {
+					t.Fatalf("status %d", got)
+				}
+				return b.stripe.Items("cus_a")
+			},
+			wantItems: marchLines("in_mar"),
+		},
+		{
+			name: "a 500 Stripe replays under the key after creating the item: no duplicate",
+			run: func(t *testing.T, b *bridge) []stripefake.Item {
+				inv := b.invoice("in_mar", "cus_a", 42, "draft", date(2026, 3, 1), date(2026, 4, 1))
+				b.stripe.Inject(stripefake.Fault{Method: http.MethodPost, Path: "/v1/invoiceitems", Status: 500, AfterApply: true})
+				if got := b.deliver(t, inv, "draft"); got != 200 {
+					t.Fatalf("status %d", got)
+				}
+				// And a redelivery, whose first create would meet the same replayed 500.
+				if got := b.deliver(t, inv, "draft"); got != 200 {
+					t.Fatalf("redelivery status %d", got)
+				}
+				return b.stripe.Items("cus_a")
+			},
+			wantItems: marchLines("in_mar"),
+		},
+		{
+			name: "a redelivery three days later, keys expired: no duplicate",
+			run: func(t *testing.T, b *bridge) []stripefake.Item {
+				inv := b.invoice("in_mar", "cus_a", 42, "draft", date(2026, 3, 1), date(2026, 4, 1))
+				b.deliver(t, inv, "draft")
+				b.stripe.Advance(72 * time.Hour)
+				b.record(t, 42, date(2026, 3, 31), date(2026, 4, 1), 5, "") // late usage must not re-bill
+				if got := b.deliver(t, inv, "draft"); got != 200 {
+					t.Fatalf("status %d", got)
+				}
+				if r := b.lastReport(); r.Outcome != meterbill.OutcomeAlreadyBilled {
+					t.Errorf("redelivery outcome %q, want already_billed", r.Outcome)
+				}
+				return b.stripe.Items("cus_a")
+			},
+			wantItems: marchLines("in_mar"),
+		},
+		{
+			name: "a delivery cut short between two tiers is completed by the redelivery",
+			run: func(t *testing.T, b *bridge) []stripefake.Item {
+				inv := b.invoice("in_mar", "cus_a", 42, "draft", date(2026, 3, 1), date(2026, 4, 1))
+				// Two lines go through, then Stripe refuses the third; the invoice is still a draft.
+				b.stripe.Inject(stripefake.Fault{Method: http.MethodPost, Path: "/v1/invoiceitems", Status: 0, Times: 2})
+				b.stripe.Inject(stripefake.Fault{Method: http.MethodPost, Path: "/v1/invoiceitems", Status: 402, Times: 1})
+				if got := b.deliver(t, inv, "draft"); got != 500 {
+					t.Fatalf("cut-short delivery answered %d, want 500 so Stripe redelivers", got)
+				}
+				if n := len(b.stripe.Items("cus_a")); n != 2 {
+					t.Fatalf("%d items after the cut, want 2", n)
+				}
+				b.record(t, 42, date(2026, 3, 10), date(2026, 3, 11), 0, "500") // usage grew meanwhile
+				if got := b.deliver(t, inv, "draft"); got != 200 {
+					t.Fatalf("redelivery status %d", got)
+				}
+				return b.stripe.Items("cus_a")
+			},
+			// The tiers complete at the quantity first priced, so they add up.
+			wantItems: marchLines("in_mar"),
+		},
+		{
+			name: "invoice finalized before the lines are added: pending items for the next invoice",
+			run: func(t *testing.T, b *bridge) []stripefake.Item {
+				inv := b.invoice("in_mar", "cus_a", 42, "open", date(2026, 3, 1), date(2026, 4, 1))
+				if got := b.deliver(t, inv, "draft"); got != 200 { // the event still says draft
+					t.Fatalf("status %d", got)
+				}
+				if r := b.lastReport(); r.Outcome != meterbill.OutcomePending {
+					t.Errorf("outcome %q, want pending", r.Outcome)
+				}
+				// The next renewal must not bill March again.
+				next := b.invoice("in_apr", "cus_a", 42, "draft", date(2026, 4, 1), date(2026, 5, 1))
+				b.deliver(t, next, "draft")
+				return b.stripe.Items("cus_a")
+			},
+			wantItems: append(marchLines(""), []itemView{
+				{Invoice: "in_apr", Desc: "Requests: 3000", Amount: 300, From: "2026-04-01", To: "2026-05-01", Tier: "0"},
+				{Invoice: "in_apr", Desc: "Storage (tier 1): 100", Amount: 0, From: "2026-04-01", To: "2026-05-01", Tier: "1"},
+				{Invoice: "in_apr", Desc: "Storage (tier 2): 900", Amount: 1800, From: "2026-04-01", To: "2026-05-01", Tier: "2"},
+				{Invoice: "in_apr", Desc: "Storage (tier 3): 200", Amount: 200, From: "2026-04-01", To: "2026-05-01", Tier: "3"},
+			}...),
+		},
+		{
+			name: "a manual invoice between two renewals: no bucket twice, none skipped",
+			run: func(t *testing.T, b *bridge) []stripefake.Item {
+				// A manual invoice on March 20 whose window (Mar 1, Mar 20] holds 19 day buckets.
+				manual := b.invoice("in_manual", "cus_a", 42, "draft", date(2026, 3, 1), date(2026, 3, 20))
+				manual.BillingReason = "manual"
+				b.deliver(t, manual, "draft")
+				renewal := b.invoice("in_mar", "cus_a", 42, "draft", date(2026, 3, 1), date(2026, 4, 1))
+				b.deliver(t, renewal, "draft")
+				return b.stripe.Items("cus_a")
+			},
+			wantItems: []itemView{
+				// The manual invoice bills the 19 complete days it holds (760 GB-days); the month's
+				// requests bucket has not ended yet.
+				{Invoice: "in_manual", Desc: "Storage (tier 1): 100", Amount: 0, From: "2026-03-01", To: "2026-03-20", Tier: "1"},
+				{Invoice: "in_manual", Desc: "Storage (tier 2): 660", Amount: 1320, From: "2026-03-01", To: "2026-03-20", Tier: "2"},
+				// The renewal bills the month's requests and only the 12 days left (480 GB-days).
+				{Invoice: "in_mar", Desc: "Requests: 3100", Amount: 310, From: "2026-03-01", To: "2026-04-01", Tier: "0"},
+				{Invoice: "in_mar", Desc: "Storage (tier 1): 100", Amount: 0, From: "2026-03-20", To: "2026-04-01", Tier: "1"},
+				{Invoice: "in_mar", Desc: "Storage (tier 2): 380", Amount: 760, From: "2026-03-20", To: "2026-04-01", Tier: "2"},
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := newBridge(t, billPlan)
+			b.record(t, 42, date(2026, 3, 1), date(2026, 5, 1), 100, "40")
+			items := tt.run(t, b)
+			want := append([]itemView(nil), tt.wantItems...)
+			sort.Slice(want, func(i, j int) bool { return fmt.Sprint(want[i]) < fmt.Sprint(want[j]) })
+			if diff := cmp.Diff(want, view(items)); diff != "" {
+				t.Errorf("Stripe items mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func (b *bridge) lastReport() *meterbill.Report {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.reports) == 0 {
+		return &meterbill.Report{}
+	}
+	return b.reports[len(b.reports)-1]
+}
+
+// TestAnchorDayDiffersFromCycleDay: a subscription renewing on the 15th, a metric on cycle day
+// 1: the invoice for Feb 15 to Mar 15 bills February, the next bills March.
+func TestAnchorDayDiffersFromCycleDay(t *testing.T) {
+	b := newBridge(t, billPlan[:1])
+	b.record(t, 7, date(2026, 1, 20), date(2026, 4, 20), 10, "")
+	feb := b.invoice("in_feb15", "cus_b", 7, "draft", date(2026, 2, 15), date(2026, 3, 15))
+	mar := b.invoice("in_mar15", "cus_b", 7, "draft", date(2026, 3, 15), date(2026, 4, 15))
+	b.deliver(t, feb, "draft")
+	b.deliver(t, mar, "draft")
+	want := []itemView{
+		{Invoice: "in_feb15", Desc: "Requests: 280", Amount: 28, From: "2026-02-01", To: "2026-03-01", Tier: "0"},
+		{Invoice: "in_mar15", Desc: "Requests: 310", Amount: 31, From: "2026-03-01", To: "2026-04-01", Tier: "0"},
+	}
+	if diff := cmp.Diff(want, view(b.stripe.Items("cus_b"))); diff != "" {
+		t.Errorf("items mismatch (-want +got):\n%s", diff)
+	}
+}
+
+func TestBillingFailuresAnswer500AndWriteNothing(t *testing.T) {
+	tests := []struct {
+		name  string
+		setup func(b *bridge) stripefake.Invoice
+	}{
+		{name: "currency without a price", setup: func(b *bridge) stripefake.Invoice {
+			inv := b.invoice("in_eur", "cus_a", 42, "draft", date(2026, 3, 1), date(2026, 4, 1))
+			inv.Currency = "eur"
+			b.stripe.AddInvoice(inv)
+			return inv
+		}},
+		{name: "stripe times out past the deadline", setup: func(b *bridge) stripefake.Invoice {
+			b.stripe.Inject(stripefake.Fault{Method: http.MethodGet, Path: "/v1/invoiceitems", Delay: 5 * time.Second, Times: 100})
+			return b.invoice("in_mar", "cus_a", 42, "draft", date(2026, 3, 1), date(2026, 4, 1))
+		}},
+		{name: "invalid account in the subscription metadata", setup: func(b *bridge) stripefake.Invoice {
+			inv := b.invoice("in_mar", "cus_a", 42, "draft", date(2026, 3, 1), date(2026, 4, 1))
+			inv.SubscriptionMetadata = map[string]string{"meter_account": "acme"}
+			b.stripe.AddInvoice(inv)
+			return inv
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := newBridge(t, billPlan, meterbill.WithDeadline(300*time.Millisecond))
+			b.record(t, 42, date(2026, 3, 1), date(2026, 4, 1), 10, "1")
+			inv := tt.setup(b)
+			// The event carries what the fake holds, currency included.
+			payload := invoiceEvent(t, "2025-08-27.basil", inv.ID, inv.Customer, "draft", time.Unix(inv.PeriodStart, 0), time.Unix(inv.PeriodEnd, 0), inv.SubscriptionMetadata)
+			payload = bytes.Replace(payload, []byte(`"currency":"usd"`), []byte(`"currency":"`+inv.Currency+`"`), 1)
+			sp := webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: payload, Secret: secret})
+			req := httptest.NewRequest(http.MethodPost, "/webhook", bytes.NewReader(payload))
+			req.Header.Set("Stripe-Signature", sp.Header)
+			w := httptest.NewRecorder()
+			b.handler.ServeHTTP(w, req)
+			if w.Code != 500 {
+				t.Errorf("status %d, want 500 so that Stripe redelivers", w.Code)
+			}
+			if n := b.stripe.CountRequests(http.MethodPost, "/v1/invoiceitems"); n != 0 {
+				t.Errorf("%d invoice items written, want none", n)
+			}
+			if r := b.lastReport(); r.Outcome != meterbill.OutcomeFailed || r.Err == nil {
+				t.Errorf("report %+v, want failed with an error", r)
+			}
+		})
+	}
+}
+
+func TestBillInvoiceDirect(t *testing.T) {
+	b := newBridge(t, billPlan)
+	b.record(t, 42, date(2026, 3, 1), date(2026, 4, 1), 100, "40")
+	b.invoice("in_mar", "cus_a", 42, "draft", date(2026, 3, 1), date(2026, 4, 1))
+	rep, err := b.handler.BillInvoice(context.Background(), "in_mar")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Outcome != meterbill.OutcomeBilled || len(rep.Created) != 4 || rep.Account != 42 {
+		t.Errorf("report %+v", rep)
+	}
+	again, err := b.handler.BillInvoice(context.Background(), "in_mar")
+	if err != nil || again.Outcome != meterbill.OutcomeAlreadyBilled || len(again.Created) != 0 {
+		t.Errorf("second call: %+v, %v", again, err)
+	}
+	if diff := cmp.Diff(marchLines("in_mar"), view(b.stripe.Items("cus_a"))); diff != "" {
+		t.Errorf("items mismatch (-want +got):\n%s", diff)
+	}
+	if _, err := b.handler.BillInvoice(context.Background(), "in_missing"); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Errorf("unknown invoice: %v, want a 404 error", err)
+	}
+}
+
+// TestChangedPlanNeverTopsUpAnotherInvoicesRun: a run billed in full on one invoice is never
+// given more lines by a later invoice, even when a new plan would price it into more tiers.
+func TestChangedPlanNeverTopsUpAnotherInvoicesRun(t *testing.T) {
+	b := newBridge(t, billPlan)
+	b.record(t, 42, date(2026, 3, 1), date(2026, 5, 1), 100, "40")
+	manual := b.invoice("in_manual", "cus_a", 42, "draft", date(2026, 3, 1), date(2026, 3, 20))
+	b.deliver(t, manual, "draft") // 760 GB-days: tiers 1 and 2 of the old plan
+
+	// The plan changes: a third tier now starts at 500, so 760 would reach it.
+	newPlan := []meterbill.Price{billPlan[0], {Metric: gbDays, Description: "Storage", Model: meterbill.Graduated, Currencies: map[string][]meterbill.Tier{
+		"usd": {{UpTo: "100", Unit: "0"}, {UpTo: "500", Unit: "2"}, {Unit: "1"}},
+	}}}
+	plan, err := meterbill.NewPlan(newPlan...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := meterbill.NewStripeClient("sk_test_fake", meterbill.WithStripeURL(b.stripe.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := meterbill.NewHandler(b.meter, sc, meterbill.SubscriptionMetadataAccount("meter_account"), plan, []string{secret}, meterbill.WithRetryBackoff(time.Millisecond, 5*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.invoice("in_mar", "cus_a", 42, "draft", date(2026, 3, 1), date(2026, 4, 1))
+	if _, err := h.BillInvoice(context.Background(), "in_mar"); err != nil {
+		t.Fatal(err)
+	}
+	want := []itemView{
+		{Invoice: "in_manual", Desc: "Storage (tier 1): 100", Amount: 0, From: "2026-03-01", To: "2026-03-20", Tier: "1"},
+		{Invoice: "in_manual", Desc: "Storage (tier 2): 660", Amount: 1320, From: "2026-03-01", To: "2026-03-20", Tier: "2"},
+		{Invoice: "in_mar", Desc: "Requests: 3100", Amount: 310, From: "2026-03-01", To: "2026-04-01", Tier: "0"},
+		{Invoice: "in_mar", Desc: "Storage (tier 1): 100", Amount: 0, From: "2026-03-20", To: "2026-04-01", Tier: "1"},
+		{Invoice: "in_mar", Desc: "Storage (tier 2): 380", Amount: 760, From: "2026-03-20", To: "2026-04-01", Tier: "2"},
+	}
+	sort.Slice(want, func(i, j int) bool { return fmt.Sprint(want[i]) < fmt.Sprint(want[j]) })
+	if diff := cmp.Diff(want, view(b.stripe.Items("cus_a"))); diff != "" {
+		t.Errorf("items mismatch (-want +got):\n%s", diff)
+	}
+}

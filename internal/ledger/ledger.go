@@ -1,0 +1,199 @@
+// Package ledger is how meterbill uses Stripe as its ledger: the metadata it writes on every
+// invoice item it creates, the reading of that metadata back, and the arithmetic of which buckets
+// an invoice bills. With it, "what was billed" lives on Stripe and meterbill needs no database.
+//
+// Every item meterbill creates carries, under the "meterbill_" prefix:
+//
+//	meterbill_v          scheme version, "1"
+//	meterbill_account    meter account id
+//	meterbill_metric     metric code
+//	meterbill_period     the metric's period type: "calendar/<cycle day>", "day" or "week"
+//	meterbill_from       start of the first bucket billed, RFC 3339 UTC
+//	meterbill_to         end of the last bucket billed (exclusive), RFC 3339 UTC
+//	meterbill_quantity   the usage of the whole run as it was priced
+//	meterbill_tier       1-based tier for tiered prices, 0 otherwise
+//	meterbill_line_qty   the quantity this line prices
+//	meterbill_unit_price the unit price, minor units, exact decimal
+//	meterbill_invoice    the invoice the line was made for
+//
+// A "run" is a set of contiguous buckets of one metric billed together (a DAY metric on a monthly
+// invoice is one run of about thirty buckets). A bucket is billed when some item's [from, to)
+// covers it for the same account and metric.
+package ledger
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/meterbill/meterbill/internal/period"
+)
+
+// Metadata keys.
+const (
+	Prefix       = "meterbill_"
+	KeyVersion   = Prefix + "v"
+	KeyAccount   = Prefix + "account"
+	KeyMetric    = Prefix + "metric"
+	KeyPeriod    = Prefix + "period"
+	KeyFrom      = Prefix + "from"
+	KeyTo        = Prefix + "to"
+	KeyQuantity  = Prefix + "quantity"
+	KeyTier      = Prefix + "tier"
+	KeyLineQty   = Prefix + "line_qty"
+	KeyUnitPrice = Prefix + "unit_price"
+	KeyInvoice   = Prefix + "invoice"
+	version      = "1"
+)
+
+// ErrMalformed reports meterbill metadata that cannot be read back; the ledger cannot be
+// trusted, so billing must stop rather than risk a double bill.
+var ErrMalformed = errors.New("malformed meterbill metadata")
+
+// Entry is one item's ledger record.
+type Entry struct {
+	Account   uint64
+	Metric    string
+	Period    string // see SpecString
+	From, To  time.Time
+	Quantity  string
+	Tier      int
+	LineQty   string
+	UnitPrice string
+	Invoice   string
+}
+
+// SpecString names a period spec for the metadata.
+func SpecString(s period.Spec) string {
+	if s.Type == period.Calendar {
+		return "calendar/" + strconv.Itoa(int(s.CycleDay))
+	}
+	return s.Type.String()
+}
+
+// Encode returns e's metadata.
+func Encode(e Entry) map[string]string {
+	return map[string]string{
+		KeyVersion:   version,
+		KeyAccount:   strconv.FormatUint(e.Account, 10),
+		KeyMetric:    e.Metric,
+		KeyPeriod:    e.Period,
+		KeyFrom:      e.From.UTC().Format(time.RFC3339),
+		KeyTo:        e.To.UTC().Format(time.RFC3339),
+		KeyQuantity:  e.Quantity,
+		KeyTier:      strconv.Itoa(e.Tier),
+		KeyLineQty:   e.LineQty,
+		KeyUnitPrice: e.UnitPrice,
+		KeyInvoice:   e.Invoice,
+	}
+}
+
+// Decode reads an item's metadata. ok is false for items meterbill did not make (no version
+// key). An item with the version key but unreadable fields is an error wrapping ErrMalformed.
+func Decode(md map[string]string) (e Entry, ok bool, err error) {
+	v, ok := md[KeyVersion]
+	if !ok {
+		return Entry{}, false, nil
+	}
+	if v != version {
+		return Entry{}, true, fmt.Errorf("%w: unknown scheme version %q", ErrMalformed, v)
+	}
+	e = Entry{Metric: md[KeyMetric], Period: md[KeyPeriod], Quantity: md[KeyQuantity], LineQty: md[KeyLineQty], UnitPrice: md[KeyUnitPrice], Invoice: md[KeyInvoice]}
+	if e.Account, err = strconv.ParseUint(md[KeyAccount], 10, 64); err != nil || e.Account == 0 {
+		return Entry{}, true, fmt.Errorf("%w: account %q", ErrMalformed, md[KeyAccount])
+	}
+	if e.Metric == "" || e.Quantity == "" {
+		return Entry{}, true, fmt.Errorf("%w: metric or quantity missing", ErrMalformed)
+	}
+	if e.From, err = time.Parse(time.RFC3339, md[KeyFrom]); err != nil {
+		return Entry{}, true, fmt.Errorf("%w: from %q", ErrMalformed, md[KeyFrom])
+	}
+	if e.To, err = time.Parse(time.RFC3339, md[KeyTo]); err != nil || !e.From.Before(e.To) {
+		return Entry{}, true, fmt.Errorf("%w: to %q", ErrMalformed, md[KeyTo])
+	}
+	if e.Tier, err = strconv.Atoi(md[KeyTier]); err != nil || e.Tier < 0 {
+		return Entry{}, true, fmt.Errorf("%w: tier %q", ErrMalformed, md[KeyTier])
+	}
+	return e, true, nil
+}
+
+// Run is a range of contiguous buckets [First, Last] of one metric.
+type Run struct{ First, Last uint32 }
+
+// Window returns the run's half-open time range in Unix nanoseconds.
+func (r Run) Window(s period.Spec) (from, to int64) { return s.Start(r.First), s.End(r.Last) }
+
+// Billable returns the complete buckets of spec whose end lies in (start, end]: the buckets an
+// invoice for the period [start, end) bills. ok is false when there are none (for instance a
+// zero-length invoice period, or one shorter than a bucket that ends nowhere inside it).
+func Billable(s period.Spec, start, end int64) (Run, bool) {
+	if end <= start {
+		return Run{}, false
+	}
+	first := s.ID(start) // its end is after start
+	next := s.ID(end)    // the bucket holding end; its predecessor ends at or before end
+	if next == 0 || next-1 < first {
+		return Run{}, false
+	}
+	return Run{First: first, Last: next - 1}, true
+}
+
+// Uncovered splits r into the runs of buckets that no covered range contains. covered holds
+// [from, to) ranges in Unix nanoseconds.
+func Uncovered(s period.Spec, r Run, covered [][2]int64) []Run {
+	var out []Run
+	open := false
+	for id := r.First; ; id++ {
+		start, end := s.Start(id), s.End(id)
+		isCovered := false
+		for _, c := range covered {
+			if c[0] <= start && end <= c[1] {
+				isCovered = true
+				break
+			}
+		}
+		switch {
+		case !isCovered && open:
+			out[len(out)-1].Last = id
+		case !isCovered:
+			out = append(out, Run{First: id, Last: id})
+			open = true
+		default:
+			open = false
+		}
+		if id == r.Last {
+			return out
+		}
+	}
+}
+
+// Key returns the idempotency key for one line: deterministic per (invoice, account, metric,
+// run, tier), so concurrent deliveries converge on one item even when their usage differs, and
+// short enough for Stripe's 255-character limit. gen > 1 derives a fresh key after Stripe
+// stored a failure under the previous one; pending marks the fallback to a pending item.
+func Key(invoice string, account uint64, metric string, from, to time.Time, tier, gen int, pending bool) string {
+	var b strings.Builder
+	b.WriteString("meterbill-")
+	b.WriteString(invoice)
+	fmt.Fprintf(&b, "-%d-%x-%d-%d-t%d", account, fnv64(metric), from.Unix(), to.Unix(), tier)
+	if pending {
+		b.WriteString("-pending")
+	}
+	if gen > 1 {
+		fmt.Fprintf(&b, "-r%d", gen)
+	}
+	return b.String()
+}
+
+// fnv64 is FNV-1a, the hash Unimeter itself uses for metric codes; here it keeps arbitrary UTF-8
+// codes out of an HTTP header.
+func fnv64(s string) uint64 {
+	h := uint64(0xcbf29ce484222325)
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= 0x100000001b3
+	}
+	return h
+}

@@ -1,0 +1,173 @@
+// Package stripeapi is meterbill's adapter over stripe-go v82's stripe.Client: the four calls
+// meterbill makes, with the SDK's own retries switched off (meterbill retries 409, 429 and 5xx
+// itself, which v82 does not) and its logging sent to slog.
+package stripeapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/stripe/stripe-go/v82"
+)
+
+// Invoice is the part of a Stripe invoice meterbill reads.
+type Invoice struct {
+	ID, Customer, Currency, Status string
+	PeriodStart, PeriodEnd         time.Time
+	SubscriptionMetadata           map[string]string
+}
+
+// Item is an invoice item. PeriodEnd is exclusive here; Stripe's is inclusive, so the adapter
+// sends and reads it one second earlier.
+type Item struct {
+	ID, Customer, Invoice, Currency, Description string
+	Amount                                       int64
+	PeriodStart, PeriodEnd                       time.Time
+	Metadata                                     map[string]string
+}
+
+// Error is a failed Stripe call. Status is 0 when no HTTP answer arrived.
+type Error struct {
+	Op        string
+	Status    int
+	Type      string
+	Code      string
+	RequestID string
+	Err       error
+}
+
+func (e *Error) Error() string {
+	if e.Status == 0 {
+		return fmt.Sprintf("stripe %s: %v", e.Op, e.Err)
+	}
+	return fmt.Sprintf("stripe %s: HTTP %d %s %s (request %s)", e.Op, e.Status, e.Type, e.Code, e.RequestID)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Client calls Stripe through stripe-go.
+type Client struct {
+	sc *stripe.Client
+}
+
+// New returns a client for key. url "" means Stripe's API; hc nil means a 30 s timeout client.
+func New(key, url string, hc *http.Client, logger *slog.Logger) *Client {
+	if hc == nil {
+		hc = &http.Client{Timeout: 30 * time.Second}
+	}
+	cfg := &stripe.BackendConfig{
+		HTTPClient:        hc,
+		MaxNetworkRetries: stripe.Int64(0),
+		LeveledLogger:     slogLogger{logger},
+		EnableTelemetry:   stripe.Bool(false),
+	}
+	if url != "" {
+		cfg.URL = stripe.String(url)
+	}
+	return &Client{sc: stripe.NewClient(key, stripe.WithBackends(stripe.NewBackendsWithConfig(cfg)))}
+}
+
+// Invoice retrieves an invoice.
+func (c *Client) Invoice(ctx context.Context, id string) (Invoice, error) {
+	inv, err := c.sc.V1Invoices.Retrieve(ctx, id, nil)
+	if err != nil {
+		return Invoice{}, wrap("retrieve invoice", err)
+	}
+	out := Invoice{ID: inv.ID, Currency: string(inv.Currency), Status: string(inv.Status),
+		PeriodStart: time.Unix(inv.PeriodStart, 0).UTC(), PeriodEnd: time.Unix(inv.PeriodEnd, 0).UTC()}
+	if inv.Customer != nil {
+		out.Customer = inv.Customer.ID
+	}
+	if inv.Parent != nil && inv.Parent.SubscriptionDetails != nil {
+		out.SubscriptionMetadata = inv.Parent.SubscriptionDetails.Metadata
+	}
+	return out, nil
+}
+
+// CustomerMetadata retrieves a customer's metadata.
+func (c *Client) CustomerMetadata(ctx context.Context, id string) (map[string]string, error) {
+	cu, err := c.sc.V1Customers.Retrieve(ctx, id, nil)
+	if err != nil {
+		return nil, wrap("retrieve customer", err)
+	}
+	return cu.Metadata, nil
+}
+
+// InvoiceItems lists every invoice item of a customer, pending or invoiced, 100 a page.
+func (c *Client) InvoiceItems(ctx context.Context, customer string) ([]Item, error) {
+	params := &stripe.InvoiceItemListParams{Customer: stripe.String(customer)}
+	params.Limit = stripe.Int64(100)
+	var out []Item
+	for ii, err := range c.sc.V1InvoiceItems.List(ctx, params) {
+		if err != nil {
+			return nil, wrap("list invoice items", err)
+		}
+		out = append(out, fromStripe(ii))
+	}
+	return out, nil
+}
+
+// CreateInvoiceItem creates an item under an idempotency key. An item without Invoice is
+// pending: Stripe puts it on the customer's next invoice.
+func (c *Client) CreateInvoiceItem(ctx context.Context, it Item, key string) (Item, error) {
+	params := &stripe.InvoiceItemCreateParams{
+		Customer:    stripe.String(it.Customer),
+		Currency:    stripe.String(it.Currency),
+		Amount:      stripe.Int64(it.Amount),
+		Description: stripe.String(it.Description),
+		Metadata:    it.Metadata,
+	}
+	if it.Invoice != "" {
+		params.Invoice = stripe.String(it.Invoice)
+	}
+	if !it.PeriodStart.IsZero() {
+		params.Period = &stripe.InvoiceItemCreatePeriodParams{
+			Start: stripe.Int64(it.PeriodStart.Unix()),
+			End:   stripe.Int64(it.PeriodEnd.Unix() - 1), // Stripe's end is inclusive
+		}
+	}
+	params.SetIdempotencyKey(key)
+	ii, err := c.sc.V1InvoiceItems.Create(ctx, params)
+	if err != nil {
+		return Item{}, wrap("create invoice item", err)
+	}
+	return fromStripe(ii), nil
+}
+
+func fromStripe(ii *stripe.InvoiceItem) Item {
+	out := Item{ID: ii.ID, Currency: string(ii.Currency), Description: ii.Description, Amount: ii.Amount, Metadata: ii.Metadata}
+	if ii.Customer != nil {
+		out.Customer = ii.Customer.ID
+	}
+	if ii.Invoice != nil {
+		out.Invoice = ii.Invoice.ID
+	}
+	if ii.Period != nil {
+		out.PeriodStart = time.Unix(ii.Period.Start, 0).UTC()
+		out.PeriodEnd = time.Unix(ii.Period.End+1, 0).UTC()
+	}
+	return out
+}
+
+func wrap(op string, err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return &Error{Op: op, Err: err}
+	}
+	var se *stripe.Error
+	if errors.As(err, &se) {
+		return &Error{Op: op, Status: se.HTTPStatusCode, Type: string(se.Type), Code: string(se.Code), RequestID: se.RequestID, Err: err}
+	}
+	return &Error{Op: op, Err: err}
+}
+
+// slogLogger sends stripe-go's own log lines to slog, at the SDK's levels.
+type slogLogger struct{ l *slog.Logger }
+
+func (s slogLogger) Debugf(format string, v ...any) { s.l.Debug(fmt.Sprintf(format, v...)) }
+func (s slogLogger) Infof(format string, v ...any)  { s.l.Info(fmt.Sprintf(format, v...)) }
+func (s slogLogger) Warnf(format string, v ...any)  { s.l.Warn(fmt.Sprintf(format, v...)) }
+func (s slogLogger) Errorf(format string, v ...any) { s.l.Error(fmt.Sprintf(format, v...)) }

@@ -1,0 +1,82 @@
+package stripefake
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// Fault is a misbehaviour queued with Inject.
+//
+// A fault without AfterApply is taken by a request before idempotency
+// handling: with a Status it sleeps Delay and answers that status without
+// doing anything (and nothing is stored under the idempotency key); with
+// Status 0 the request is served normally and its answer is held back by
+// Delay while its idempotency key is still in flight, so that duplicates
+// overlap with it.
+//
+// A fault with AfterApply is taken only after a request was served
+// successfully (not replayed): the work stays done, the answer is held back by
+// Delay, then replaced by Status (if not 0), and that replacement is what an
+// idempotent request stores under its key. It models "Stripe did the work but
+// answered 500".
+type Fault struct {
+	Method string // the method to match exactly; "" matches any
+	Path   string // the path prefix to match, e.g. "/v1/invoiceitems"; "" matches any
+	// Status is the status to answer: 429 (code "rate_limit"), 5xx (type
+	// "api_error"), 409 (code "idempotency_key_in_use"), any other 4xx (type
+	// "invalid_request_error"), or 0 for a delay alone.
+	Status int
+	Times  int           // how many matching requests it applies to; below 1 means 1
+	Delay  time.Duration // how long to sleep before answering; cut short when the client goes away
+	// AfterApply makes the fault apply after the work succeeded, see Fault.
+	AfterApply bool
+}
+
+// Inject queues a fault. Each request takes the first queued fault that
+// matches it and has uses left, and uses it up once.
+func (s *Server) Inject(f Fault) {
+	if f.Times < 1 {
+		f.Times = 1
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults = append(s.faults, &f)
+}
+
+// takeFault takes one use of the first matching fault of the given kind.
+func (s *Server) takeFault(method, path string, afterApply bool) (Fault, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, f := range s.faults {
+		if f.AfterApply != afterApply || (f.Method != "" && f.Method != method) || !strings.HasPrefix(path, f.Path) {
+			continue
+		}
+		f.Times--
+		if f.Times <= 0 {
+			s.faults = append(s.faults[:i], s.faults[i+1:]...)
+		}
+		return *f, true
+	}
+	return Fault{}, false
+}
+
+// faultResponse is the Stripe error an injected status answers with.
+func faultResponse(status int) response {
+	e := apiError{Type: typeInvalidRequest}
+	switch {
+	case status == http.StatusTooManyRequests:
+		e.Code = "rate_limit"
+		e.Message = "Too many requests hit the API too quickly. We recommend an exponential backoff of your requests."
+	case status == http.StatusConflict:
+		e.Code = "idempotency_key_in_use"
+		e.Message = msgKeyInUse
+	case status >= 500:
+		e.Type = typeAPI
+		e.Message = fmt.Sprintf("stripefake: injected server error (%d).", status)
+	default:
+		e.Message = fmt.Sprintf("stripefake: injected error (%d).", status)
+	}
+	return errorResponse(status, e)
+}

@@ -1,0 +1,164 @@
+package stripefake
+
+import (
+	"fmt"
+	"maps"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Invoice is an invoice the fake knows, as set up by AddInvoice.
+type Invoice struct {
+	ID, Customer, Currency, Status, BillingReason string
+	PeriodStart, PeriodEnd                        int64 // unix seconds
+	// Subscription is the id of the subscription that generated the invoice,
+	// or "" for an invoice without a parent.
+	Subscription string
+	// SubscriptionMetadata is shown at parent.subscription_details.metadata.
+	SubscriptionMetadata map[string]string
+	Livemode             bool
+}
+
+// Item is an invoice item the fake holds.
+type Item struct {
+	ID, Customer, Invoice  string // Invoice is "" while the item is pending
+	Currency, Description  string
+	Amount                 int64
+	PeriodStart, PeriodEnd int64
+	Metadata               map[string]string
+	Created                int64
+	IdempotencyKey         string // the key it was created under, if any
+}
+
+// Request is one HTTP request the fake received.
+type Request struct {
+	Method, Path, IdempotencyKey string
+	Form                         url.Values // the body of a POST, the query otherwise
+	Status                       int        // the status answered; 0 while still running
+}
+
+// itemRecord is an item with what the API shows beyond Item.
+type itemRecord struct {
+	Item
+	seq               int64
+	quantity          int64
+	unitAmountDecimal string // canonical decimal string
+}
+
+// AddCustomer adds a customer, or replaces the metadata of an existing one.
+func (s *Server) AddCustomer(id string, metadata map[string]string) {
+	if id == "" {
+		panic("stripefake: AddCustomer with an empty id")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.customers[id] = cloneMap(metadata)
+}
+
+// AddInvoice adds an invoice, or replaces an existing one with the same ID
+// (its items stay attached). An empty Status means "draft". The customer need
+// not have been added.
+func (s *Server) AddInvoice(inv Invoice) {
+	if inv.ID == "" {
+		panic("stripefake: AddInvoice with an empty ID")
+	}
+	if inv.Status == "" {
+		inv.Status = "draft"
+	}
+	inv.SubscriptionMetadata = cloneMap(inv.SubscriptionMetadata)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.invoices[inv.ID] = &inv
+}
+
+// SetInvoiceStatus changes an invoice's status, for example to "open" to model
+// its finalization. It panics if the invoice does not exist.
+func (s *Server) SetInvoiceStatus(id, status string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	inv, ok := s.invoices[id]
+	if !ok {
+		panic(fmt.Sprintf("stripefake: SetInvoiceStatus: no invoice %q", id))
+	}
+	inv.Status = status
+}
+
+// Invoice returns a copy of an invoice.
+func (s *Server) Invoice(id string) (Invoice, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	inv, ok := s.invoices[id]
+	if !ok {
+		return Invoice{}, false
+	}
+	out := *inv
+	out.SubscriptionMetadata = cloneMap(inv.SubscriptionMetadata)
+	return out, true
+}
+
+// Items returns every item of the customer, oldest first.
+func (s *Server) Items(customer string) []Item {
+	return s.itemsWhere(func(it *itemRecord) bool { return it.Customer == customer })
+}
+
+// InvoiceItems returns the items attached to an invoice, oldest first.
+func (s *Server) InvoiceItems(invoiceID string) []Item {
+	return s.itemsWhere(func(it *itemRecord) bool { return invoiceID != "" && it.Invoice == invoiceID })
+}
+
+// itemsWhere copies out the items that keep returns true for, oldest first.
+func (s *Server) itemsWhere(keep func(*itemRecord) bool) []Item {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Item
+	for _, it := range s.items {
+		if keep(it) {
+			c := it.Item
+			c.Metadata = cloneMap(it.Metadata)
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// Requests returns every request received, in order of arrival.
+func (s *Server) Requests() []Request {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Request, len(s.requests))
+	for i, r := range s.requests {
+		r.Form = cloneValues(r.Form)
+		out[i] = r
+	}
+	return out
+}
+
+// CountRequests counts the requests received with the method ("" for any)
+// and a path starting with pathPrefix.
+func (s *Server) CountRequests(method, pathPrefix string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, r := range s.requests {
+		if (method == "" || r.Method == method) && strings.HasPrefix(r.Path, pathPrefix) {
+			n++
+		}
+	}
+	return n
+}
+
+// Advance moves the fake's clock, which starts at 2026-03-15T00:00:00Z and
+// otherwise stands still. It dates new items and expires idempotency keys.
+func (s *Server) Advance(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.now = s.now.Add(d)
+}
+
+// cloneMap copies a map, turning nil into an empty map.
+func cloneMap(m map[string]string) map[string]string {
+	out := make(map[string]string, len(m))
+	maps.Copy(out, m)
+	return out
+}

@@ -1,0 +1,177 @@
+package meterbill
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// Option configures a constructor. Each option documents the constructor it applies to and its
+// default; passing an option to a constructor it does not apply to is an error, never silently
+// ignored. Options are applied in order and checked together once all are applied.
+type Option interface {
+	apply(*options)
+}
+
+// scope says which constructors an option applies to.
+type scope uint8
+
+const (
+	forHandler scope = 1 << iota
+	forStripeClient
+	forCustomerResolver
+)
+
+type option struct {
+	name  string
+	scope scope
+	f     func(*options)
+}
+
+func (o option) apply(opts *options) {
+	if o.scope&opts.scope == 0 {
+		opts.misplaced = append(opts.misplaced, o.name)
+		return
+	}
+	o.f(opts)
+}
+
+// options is what every constructor reads. It is filled by Options and validated once, so the
+// objects built from it never change after construction.
+type options struct {
+	scope     scope
+	misplaced []string
+
+	logger       *slog.Logger
+	maxBody      int64
+	tolerance    time.Duration
+	deadline     time.Duration
+	zeroLines    bool
+	errorHandler func(http.ResponseWriter, *http.Request, error)
+	reportHook   func(*Report)
+	stripeURL    string
+	httpClient   *http.Client
+	cacheSize    int
+	cacheTTL     time.Duration
+	now          func() time.Time
+	retryBase    time.Duration
+	retryMax     time.Duration
+}
+
+func newOptions(s scope, opts []Option) (*options, error) {
+	o := &options{
+		scope:     s,
+		logger:    slog.New(slog.DiscardHandler),
+		maxBody:   1 << 20,
+		tolerance: 300 * time.Second,
+		deadline:  10 * time.Second,
+		cacheSize: 10_000,
+		cacheTTL:  10 * time.Minute,
+		now:       time.Now,
+		retryBase: 100 * time.Millisecond,
+		retryMax:  2 * time.Second,
+	}
+	for _, opt := range opts {
+		if opt == nil {
+			return nil, fmt.Errorf("meterbill: nil Option")
+		}
+		opt.apply(o)
+	}
+	switch {
+	case len(o.misplaced) > 0:
+		return nil, fmt.Errorf("meterbill: %s does not apply to this constructor", strings.Join(o.misplaced, ", "))
+	case o.logger == nil:
+		return nil, fmt.Errorf("meterbill: WithLogger(nil): pass a logger, or leave the option out to discard logs")
+	case o.maxBody < 1024:
+		return nil, fmt.Errorf("meterbill: WithMaxBodyBytes(%d): want at least 1024", o.maxBody)
+	case o.tolerance <= 0:
+		return nil, fmt.Errorf("meterbill: WithTolerance(%s): want a positive duration", o.tolerance)
+	case o.deadline <= 0:
+		return nil, fmt.Errorf("meterbill: WithDeadline(%s): want a positive duration", o.deadline)
+	case o.cacheSize < 0 || o.cacheTTL < 0:
+		return nil, fmt.Errorf("meterbill: WithCache(%d, %s): want non-negative values", o.cacheSize, o.cacheTTL)
+	}
+	return o, nil
+}
+
+// WithLogger sends meterbill's logs to l. It applies to [NewHandler], [NewStripeClient] and
+// [CustomerMetadataAccount]. Defaults to discarding them.
+func WithLogger(l *slog.Logger) Option {
+	return option{"WithLogger", forHandler | forStripeClient | forCustomerResolver, func(o *options) { o.logger = l }}
+}
+
+// WithMaxBodyBytes caps the webhook request body; a larger body is answered 413. It applies to
+// [NewHandler]. Defaults to 1 MiB, far above any invoice.created event.
+func WithMaxBodyBytes(n int64) Option {
+	return option{"WithMaxBodyBytes", forHandler, func(o *options) { o.maxBody = n }}
+}
+
+// WithTolerance sets how old (or how far in the future) a webhook's signed timestamp may be. It
+// applies to [NewHandler]. Defaults to 300 seconds, Stripe's own tolerance; Stripe signs every
+// delivery attempt afresh, so redeliveries days later still pass.
+func WithTolerance(d time.Duration) Option {
+	return option{"WithTolerance", forHandler, func(o *options) { o.tolerance = d }}
+}
+
+// WithDeadline bounds the handling of one invoice, Stripe retries included. When it passes, the
+// webhook is answered 500 so that Stripe redelivers it and keeps the invoice a draft. It applies
+// to [NewHandler]. Defaults to 10 seconds.
+func WithDeadline(d time.Duration) Option {
+	return option{"WithDeadline", forHandler, func(o *options) { o.deadline = d }}
+}
+
+// WithZeroUsageLines adds a line with quantity 0 and amount 0 for each billed metric and period
+// without usage, so invoices show every metered item. It applies to [NewHandler]. Defaults to
+// false: no usage, no line.
+func WithZeroUsageLines(on bool) Option {
+	return option{"WithZeroUsageLines", forHandler, func(o *options) { o.zeroLines = on }}
+}
+
+// WithErrorHandler replaces how the webhook handler answers a failure. The handler calls f with
+// the error (use [errors.Is] with [ErrBadSignature] and friends, and [errors.As] with
+// *[StripeError]) instead of writing its default answer: 400 for a request that is not a valid
+// signed event, 413 for an oversized body, 500 for anything Stripe should retry. f must not answer
+// 2xx for a failure, or Stripe stops retrying and the invoice loses its usage. It applies to
+// [NewHandler]. Defaults to the statuses above, with no internal text in the body.
+func WithErrorHandler(f func(w http.ResponseWriter, r *http.Request, err error)) Option {
+	return option{"WithErrorHandler", forHandler, func(o *options) { o.errorHandler = f }}
+}
+
+// WithReportHook calls f with the [Report] of every invoice.created event the handler
+// processed, whatever the outcome: billed, skipped for an unknown customer, or failed. Use it
+// for metrics and alerts. f runs on the request's goroutine and must be quick. It applies to
+// [NewHandler]. Defaults to none.
+func WithReportHook(f func(*Report)) Option {
+	return option{"WithReportHook", forHandler, func(o *options) { o.reportHook = f }}
+}
+
+// WithStripeURL points the Stripe client at another API base URL, such as stripe-mock or a test
+// server. It applies to [NewStripeClient]. Defaults to Stripe's API.
+func WithStripeURL(url string) Option {
+	return option{"WithStripeURL", forStripeClient, func(o *options) { o.stripeURL = url }}
+}
+
+// WithHTTPClient sets the HTTP client the Stripe client uses. It applies to [NewStripeClient].
+// Defaults to a client with a 30-second timeout.
+func WithHTTPClient(c *http.Client) Option {
+	return option{"WithHTTPClient", forStripeClient, func(o *options) { o.httpClient = c }}
+}
+
+// WithCache bounds the customer-metadata cache: at most size customers, each kept for ttl. A
+// size of 0 disables caching. It applies to [CustomerMetadataAccount]. Defaults to 10,000
+// customers for 10 minutes.
+func WithCache(size int, ttl time.Duration) Option {
+	return option{"WithCache", forCustomerResolver, func(o *options) { o.cacheSize, o.cacheTTL = size, ttl }}
+}
+
+// withClock injects the time source for tests.
+func withClock(now func() time.Time) Option {
+	return option{"withClock", forHandler | forCustomerResolver, func(o *options) { o.now = now }}
+}
+
+// withRetryBackoff shortens retry waits in tests.
+func withRetryBackoff(base, maxWait time.Duration) Option {
+	return option{"withRetryBackoff", forHandler, func(o *options) { o.retryBase, o.retryMax = base, maxWait }}
+}
