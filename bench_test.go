@@ -1,9 +1,15 @@
 package meterbill_test
 
 import (
+	"bytes"
 	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
+
+	"github.com/stripe/stripe-go/v82/webhook"
 
 	"github.com/meterbill/meterbill"
 )
@@ -90,6 +96,73 @@ func BenchmarkPlanPrice(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+		})
+	}
+}
+
+// BenchmarkHandler measures one invoice.created through the webhook handler, signature to
+// Stripe writes, with in-memory fakes (no network): first delivery of an invoice with 1 and 5
+// billed metrics, and a redelivery that finds everything billed. It reports the Stripe requests
+// an invoice costs, the figure that matters against Stripe's 25 requests/s.
+func BenchmarkHandler(b *testing.B) {
+	for _, tc := range []struct {
+		name      string
+		metrics   int
+		redeliver bool
+	}{
+		{name: "metrics=1", metrics: 1},
+		{name: "metrics=5", metrics: 5},
+		{name: "metrics=5/redelivery", metrics: 5, redeliver: true},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			ctx := context.Background()
+			meter := meterbill.NewMemoryMeter()
+			var prices []meterbill.Price
+			var events []meterbill.Event
+			for i := range tc.metrics {
+				m := meterbill.Metric{Code: fmt.Sprintf("metric_%d", i), Aggregation: meterbill.Sum, Period: meterbill.Calendar, CycleDay: 1}
+				prices = append(prices, meterbill.Price{Metric: m, Description: m.Code, Currencies: map[string][]meterbill.Tier{"usd": {{Unit: "0.25"}}}})
+				for d := range 28 {
+					events = append(events, meterbill.Event{Account: 42, Metric: m.Code, Value: meterbill.Units(uint64(d + 1)), Time: date(2026, 3, d+1)})
+				}
+			}
+			plan, err := meterbill.NewPlan(prices...)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := meter.Define(ctx, plan.Metrics()...); err != nil {
+				b.Fatal(err)
+			}
+			ingestAll(b, meter, events)
+			st := &stubStripe{}
+			var requests int
+			h, err := meterbill.NewHandler(meter, st, meterbill.SubscriptionMetadataAccount("meter_account"), plan, []string{secret},
+				meterbill.WithReportHook(func(r *meterbill.Report) { requests = r.StripeRequests }))
+			if err != nil {
+				b.Fatal(err)
+			}
+			payload := invoiceEvent(b, "2025-08-27.basil", "in_bench", "cus_bench", "draft", date(2026, 3, 1), date(2026, 4, 1), map[string]string{"meter_account": "42"})
+			header := webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: payload, Secret: secret}).Header
+			serve := func() {
+				r := httptest.NewRequest(http.MethodPost, "/webhook", bytes.NewReader(payload))
+				r.Header.Set("Stripe-Signature", header)
+				w := httptest.NewRecorder()
+				h.ServeHTTP(w, r)
+				if w.Code != http.StatusOK {
+					b.Fatalf("status %d", w.Code)
+				}
+			}
+			if tc.redeliver {
+				serve() // bill once; every timed delivery then finds the lines on Stripe
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if !tc.redeliver {
+					st.reset() // a fresh invoice each time
+				}
+				serve()
+			}
+			b.ReportMetric(float64(requests), "stripe_req/invoice")
 		})
 	}
 }

@@ -82,6 +82,13 @@ type stubStripe struct {
 	writes int
 }
 
+// reset forgets every item, as if the next invoice were new.
+func (s *stubStripe) reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.items, s.keys = nil, nil
+}
+
 func (s *stubStripe) Invoice(context.Context, string) (meterbill.StripeInvoice, error) {
 	return meterbill.StripeInvoice{}, errors.New("stub: no invoices")
 }

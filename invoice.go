@@ -2,7 +2,6 @@ package meterbill
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,13 +12,13 @@ import (
 	"time"
 
 	"github.com/shopspring/decimal"
-	"github.com/stripe/stripe-go/v82/webhook"
 
 	"github.com/meterbill/meterbill/internal/backoff"
 	"github.com/meterbill/meterbill/internal/fixed"
 	"github.com/meterbill/meterbill/internal/ledger"
 	"github.com/meterbill/meterbill/internal/money"
 	"github.com/meterbill/meterbill/internal/stripeapi"
+	"github.com/meterbill/meterbill/internal/stripeevent"
 )
 
 // Pricing errors.
@@ -560,15 +559,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	if err := h.verify(payload, r.Header.Get("Stripe-Signature")); err != nil {
-		h.fail(w, r, err)
+	if err := stripeevent.Verify(payload, r.Header.Get("Stripe-Signature"), h.secrets, h.o.tolerance, h.o.now()); err != nil {
+		h.fail(w, r, fmt.Errorf("%w: %w", ErrBadSignature, err))
 		return
 	}
-	ev, inv, err := decodeEvent(payload)
+	ev, wi, err := stripeevent.Decode(payload)
 	if err != nil {
-		h.fail(w, r, err)
+		h.fail(w, r, fmt.Errorf("%w: %w", ErrMalformedEvent, err))
 		return
 	}
+	inv := StripeInvoice{ID: wi.ID, Customer: wi.Customer, Currency: wi.Currency, Status: wi.Status,
+		PeriodStart: time.Unix(wi.PeriodStart, 0).UTC(), PeriodEnd: time.Unix(wi.PeriodEnd, 0).UTC(),
+		SubscriptionMetadata: wi.SubscriptionMetadata}
 	if ev.Type != "invoice.created" {
 		h.o.logger.Debug("meterbill: webhook ignored", "event", ev.ID, "type", ev.Type)
 		w.WriteHeader(http.StatusOK)
@@ -635,105 +637,6 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		h.o.logger.Warn("meterbill: webhook refused", "status", status, "err", err)
 	}
 	http.Error(w, http.StatusText(status), status)
-}
-
-// verify checks the signature against each secret, as stripe-go's webhook package does for one
-// (constant-time HMAC over every v1 signature, 300 s tolerance), and refuses timestamps from the
-// future, which stripe-go accepts.
-func (h *Handler) verify(payload []byte, header string) error {
-	var err error
-	for _, secret := range h.secrets {
-		err = webhook.ValidatePayloadWithTolerance(payload, header, secret, h.o.tolerance)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, webhook.ErrNoValidSignature) { // the header or its age: no secret helps
-			return fmt.Errorf("%w: %w", ErrBadSignature, err)
-		}
-	}
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrBadSignature, err)
-	}
-	if t, ok := signedAt(header); !ok || t.After(h.o.now().Add(h.o.tolerance)) {
-		return fmt.Errorf("%w: timestamp is in the future", ErrBadSignature)
-	}
-	return nil
-}
-
-// signedAt returns the t= timestamp of a Stripe-Signature header.
-func signedAt(header string) (time.Time, bool) {
-	for _, part := range strings.Split(header, ",") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(part), "t="); ok {
-			sec, err := strconv.ParseInt(v, 10, 64)
-			return time.Unix(sec, 0), err == nil
-		}
-	}
-	return time.Time{}, false
-}
-
-// webhookEvent holds the fields meterbill reads. They are the same in the basil, clover and
-// dahlia API versions, so events of any of them are accepted instead of rejected: a rejected
-// event leaves an invoice unbilled.
-type webhookEvent struct {
-	ID   string `json:"id"`
-	Type string `json:"type"`
-	Data struct {
-		Object json.RawMessage `json:"object"`
-	} `json:"data"`
-}
-
-type webhookInvoice struct {
-	ID          string          `json:"id"`
-	Object      string          `json:"object"`
-	Customer    json.RawMessage `json:"customer"` // an id, or an object when expanded
-	Currency    string          `json:"currency"`
-	Status      string          `json:"status"`
-	PeriodStart int64           `json:"period_start"`
-	PeriodEnd   int64           `json:"period_end"`
-	Parent      *struct {
-		SubscriptionDetails *struct {
-			Metadata map[string]string `json:"metadata"`
-		} `json:"subscription_details"`
-	} `json:"parent"`
-}
-
-func decodeEvent(payload []byte) (webhookEvent, StripeInvoice, error) {
-	var ev webhookEvent
-	if err := json.Unmarshal(payload, &ev); err != nil {
-		return ev, StripeInvoice{}, fmt.Errorf("%w: %w", ErrMalformedEvent, err)
-	}
-	if ev.ID == "" || ev.Type == "" {
-		return ev, StripeInvoice{}, fmt.Errorf("%w: no event id or type", ErrMalformedEvent)
-	}
-	if ev.Type != "invoice.created" {
-		return ev, StripeInvoice{}, nil
-	}
-	var wi webhookInvoice
-	if err := json.Unmarshal(ev.Data.Object, &wi); err != nil {
-		return ev, StripeInvoice{}, fmt.Errorf("%w: invoice: %w", ErrMalformedEvent, err)
-	}
-	inv := StripeInvoice{ID: wi.ID, Currency: strings.ToLower(wi.Currency), Status: wi.Status,
-		PeriodStart: time.Unix(wi.PeriodStart, 0).UTC(), PeriodEnd: time.Unix(wi.PeriodEnd, 0).UTC()}
-	if err := json.Unmarshal(wi.Customer, &inv.Customer); err != nil {
-		var expanded struct {
-			ID string `json:"id"`
-		}
-		if json.Unmarshal(wi.Customer, &expanded) == nil {
-			inv.Customer = expanded.ID
-		}
-	}
-	if wi.Parent != nil && wi.Parent.SubscriptionDetails != nil {
-		inv.SubscriptionMetadata = wi.Parent.SubscriptionDetails.Metadata
-	}
-	switch {
-	case wi.Object != "invoice" || inv.ID == "":
-		return ev, inv, fmt.Errorf("%w: invoice.created without an invoice", ErrMalformedEvent)
-	case inv.Customer == "":
-		return ev, inv, fmt.Errorf("%w: invoice %s has no customer", ErrMalformedEvent, quote(inv.ID))
-	case inv.Status == "":
-		return ev, inv, fmt.Errorf("%w: invoice %s has no status", ErrMalformedEvent, quote(inv.ID))
-	}
-	return ev, inv, nil
 }
 
 // countingStripe counts the requests one handling makes.

@@ -1,26 +1,34 @@
 // Command quickstart runs meterbill end to end on its embedded defaults, with no keys and no
-// servers: it defines three metrics in the in-process meter, records usage for two customers from
-// late March to early May 2026, and prints the priced lines the April invoice gets.
+// servers: it records usage for two customers in the in-process meter, then plays Stripe. It
+// sends a correctly signed invoice.created for each customer's April invoice to meterbill's real
+// webhook handler over HTTP, delivers one of them twice more as Stripe's retries would, and
+// prints the invoices that result in an in-process fake of Stripe's API.
 //
 //	go run ./examples/quickstart
 //
-// Everything is deterministic: the usage comes from a seeded generator and the invoice moment is
-// fixed, because meterbill never takes a billing period from the wall clock.
+// Everything is deterministic: the usage comes from a seeded generator, and the invoice periods
+// come from the invoices, because meterbill never takes a billing period from the wall clock.
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"text/tabwriter"
 	"time"
 
 	"github.com/shopspring/decimal"
+	"github.com/stripe/stripe-go/v82/webhook"
 
 	"github.com/meterbill/meterbill"
+	"github.com/meterbill/meterbill/internal/stripefake"
 )
 
 // The billed metrics: what the meter aggregates and how it buckets time.
@@ -49,24 +57,32 @@ var prices = []meterbill.Price{
 
 type customer struct {
 	name    string
-	account uint64
-	calls   int // API calls a day
-	hours   int // compute sessions a day
-	seats   int // people on the team
+	stripe  string // Stripe customer id
+	account uint64 // meter account, kept in the subscription's metadata
+	calls   int    // API calls a day
+	hours   int    // compute sessions a day
+	seats   int    // people on the team
 }
 
 var customers = []customer{
-	{name: "Acme Corp", account: 1001, calls: 41_000, hours: 9, seats: 12},
-	{name: "Globex", account: 1002, calls: 2_300, hours: 1, seats: 3},
+	{name: "Acme Corp", stripe: "cus_acme", account: 1001, calls: 41_000, hours: 9, seats: 12},
+	{name: "Globex", stripe: "cus_globex", account: 1002, calls: 2_300, hours: 1, seats: 3},
 }
 
+// webhookSecret is the signing secret of the (fake) webhook endpoint.
+const webhookSecret = "whsec_quickstart_0123456789abcdef"
+
 func main() {
-	if err := run(context.Background(), os.Stdout); err != nil {
+	if err := run(context.Background(), os.Stdout, nil); err != nil {
 		log.Fatal(err)
 	}
 }
 
-func run(ctx context.Context, out io.Writer) error {
+// inspector lets a test look at the pipeline's state before it is torn down.
+type inspector func(meter *meterbill.MemoryMeter, plan *meterbill.Plan, fake *stripefake.Server, invoices []stripefake.Invoice) error
+
+func run(ctx context.Context, out io.Writer, inspect inspector) error {
+	// 1. The meter and the price list.
 	meter := meterbill.NewMemoryMeter()
 	plan, err := meterbill.NewPlan(prices...)
 	if err != nil {
@@ -76,7 +92,7 @@ func run(ctx context.Context, out io.Writer) error {
 		return err
 	}
 
-	// Usage from March 25 to May 2: the days outside April must stay out of April's invoice.
+	// 2. Usage from March 25 to May 2: only April's must reach the April invoices.
 	from, to := time.Date(2026, 3, 25, 0, 0, 0, 0, time.UTC), time.Date(2026, 5, 3, 0, 0, 0, 0, time.UTC)
 	recorded := 0
 	for _, c := range customers {
@@ -88,12 +104,60 @@ func run(ctx context.Context, out io.Writer) error {
 	}
 	fmt.Fprintf(out, "Recorded %d usage events for %d customers, %s to %s.\n\n", recorded, len(customers), from.Format("Jan 2"), to.Add(-time.Nanosecond).Format("Jan 2"))
 
-	// The invoice is created at the start of May: each metric bills its last complete period.
-	invoiceAt := time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)
+	// 3. Stripe, played by an in-process fake of its API, with each customer's April renewal
+	// invoice as a draft. Subscription metadata maps each customer to a meter account.
+	fake := stripefake.New()
+	defer fake.Close()
+	april := [2]time.Time{time.Date(2026, 4, 1, 0, 0, 0, 0, time.UTC), time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)}
+	var invoices []stripefake.Invoice
 	for _, c := range customers {
-		if err := printInvoice(ctx, out, meter, plan, c, invoiceAt); err != nil {
+		fake.AddCustomer(c.stripe, nil)
+		inv := stripefake.Invoice{ID: "in_" + c.stripe[4:] + "_april", Customer: c.stripe, Currency: "usd", Status: "draft",
+			BillingReason: "subscription_cycle", PeriodStart: april[0].Unix(), PeriodEnd: april[1].Unix(), Subscription: "sub_" + c.stripe[4:],
+			SubscriptionMetadata: map[string]string{"meter_account": fmt.Sprint(c.account)}}
+		fake.AddInvoice(inv)
+		invoices = append(invoices, inv)
+	}
+
+	// 4. meterbill's webhook handler, mounted on an HTTP server as an app would mount it.
+	sc, err := meterbill.NewStripeClient("sk_test_quickstart", meterbill.WithStripeURL(fake.URL))
+	if err != nil {
+		return err
+	}
+	var reports []*meterbill.Report
+	handler, err := meterbill.NewHandler(meter, sc, meterbill.SubscriptionMetadataAccount("meter_account"), plan,
+		[]string{webhookSecret}, meterbill.WithReportHook(func(r *meterbill.Report) { reports = append(reports, r) }))
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("POST /webhook", handler)
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+
+	// 5. Stripe delivers invoice.created for each invoice, and Acme's twice more, as it does
+	// when it retries or redelivers.
+	deliveries := []stripefake.Invoice{invoices[0], invoices[1], invoices[0], invoices[0]}
+	fmt.Fprintln(out, "Webhook deliveries:")
+	for i, inv := range deliveries {
+		status, err := deliver(ctx, srv.URL+"/webhook", inv, i+1)
+		if err != nil {
 			return err
 		}
+		r := reports[len(reports)-1]
+		fmt.Fprintf(out, "  %d. invoice.created %-18s -> HTTP %d, %-14s %d lines added, %d already there, %d Stripe requests\n",
+			i+1, inv.ID, status, r.Outcome, len(r.Created), r.Existing, r.StripeRequests)
+	}
+	fmt.Fprintln(out)
+
+	// 6. The invoices as Stripe now holds them.
+	for i, c := range customers {
+		if err := printInvoice(out, fake, c, invoices[i]); err != nil {
+			return err
+		}
+	}
+	if inspect != nil {
+		return inspect(meter, plan, fake, invoices)
 	}
 	return nil
 }
@@ -147,30 +211,51 @@ func record(ctx context.Context, meter meterbill.Meter, c customer, from, to tim
 	return total, flush()
 }
 
-func printInvoice(ctx context.Context, out io.Writer, meter meterbill.Meter, plan *meterbill.Plan, c customer, invoiceAt time.Time) error {
-	fmt.Fprintf(out, "%s (account %d), invoice of %s\n", c.name, c.account, invoiceAt.Format("2006-01-02"))
-	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "Line\tPeriod\tUsage\tBilled qty\tUnit price\tAmount\t")
-	var total int64
-	for _, m := range plan.Metrics() {
-		// The last complete period of this metric before the invoice: never the wall clock.
-		window := m.Bucket(invoiceAt.Add(-time.Nanosecond))
-		usage, err := meter.Query(ctx, c.account, m, window)
-		if err != nil {
-			return err
-		}
-		lines, err := plan.Price(ctx, "usd", usage)
-		if err != nil {
-			return err
-		}
-		for _, l := range lines {
-			fmt.Fprintf(tw, "%s\t%s – %s\t%s\t%s\t%s\t%s\t\n", l.Description,
-				usage.Window.Start.Format("Jan 2"), usage.Window.End.Add(-time.Nanosecond).Format("Jan 2"),
-				usage.Value, l.Quantity, dollars(l.UnitPrice), cents(l.Amount))
-			total += l.Amount
-		}
+// deliver posts a signed invoice.created event, as Stripe does, and returns the HTTP status.
+func deliver(ctx context.Context, url string, inv stripefake.Invoice, attempt int) (int, error) {
+	payload, err := json.Marshal(map[string]any{
+		"id": "evt_" + inv.ID, "object": "event", "api_version": "2025-08-27.basil", "type": "invoice.created",
+		"data": map[string]any{"object": map[string]any{
+			"id": inv.ID, "object": "invoice", "customer": inv.Customer, "currency": inv.Currency, "status": inv.Status,
+			"billing_reason": inv.BillingReason, "period_start": inv.PeriodStart, "period_end": inv.PeriodEnd,
+			"parent": map[string]any{"type": "subscription_details", "subscription_details": map[string]any{
+				"subscription": inv.Subscription, "metadata": inv.SubscriptionMetadata}},
+		}},
+	})
+	if err != nil {
+		return 0, err
 	}
-	fmt.Fprintf(tw, "Total\t\t\t\t\t%s\t\n", cents(total))
+	// Stripe signs every attempt afresh.
+	signed := webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: payload, Secret: webhookSecret})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(payload))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json; charset=utf-8")
+	req.Header.Set("Stripe-Signature", signed.Header)
+	req.Header.Set("User-Agent", fmt.Sprintf("Stripe/1.0 (attempt %d)", attempt))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	return resp.StatusCode, nil
+}
+
+func printInvoice(out io.Writer, fake *stripefake.Server, c customer, inv stripefake.Invoice) error {
+	fmt.Fprintf(out, "%s: invoice %s for %s – %s\n", c.name, inv.ID,
+		time.Unix(inv.PeriodStart, 0).UTC().Format("Jan 2"), time.Unix(inv.PeriodEnd, 0).UTC().Add(-time.Second).Format("Jan 2 2006"))
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "Line\tUsage period\tQuantity\tUnit price\tAmount\t")
+	var total int64
+	for _, it := range fake.InvoiceItems(inv.ID) {
+		md := it.Metadata
+		fmt.Fprintf(tw, "%s\t%s – %s\t%s\t%s\t%s\t\n", it.Description,
+			time.Unix(it.PeriodStart, 0).UTC().Format("Jan 2"), time.Unix(it.PeriodEnd, 0).UTC().Format("Jan 2"),
+			md["meterbill_line_qty"], dollars(md["meterbill_unit_price"]), cents(it.Amount))
+		total += it.Amount
+	}
+	fmt.Fprintf(tw, "Total\t\t\t\t%s\t\n", cents(total))
 	if err := tw.Flush(); err != nil {
 		return err
 	}

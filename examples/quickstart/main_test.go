@@ -7,20 +7,34 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/meterbill/meterbill"
+	"github.com/meterbill/meterbill/internal/stripefake"
 )
 
-// TestQuickstart runs the main job and checks what a reader relies on: it is deterministic, both
-// invoices are printed, and each total is the sum of its lines.
+// TestQuickstart runs the main job and checks what a reader relies on: it is deterministic, the
+// redeliveries add nothing, both invoices are printed, and each total is the sum of its lines.
 func TestQuickstart(t *testing.T) {
 	var first, second bytes.Buffer
-	if err := run(context.Background(), &first); err != nil {
+	if err := run(context.Background(), &first, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := run(context.Background(), &second); err != nil {
+	if err := run(context.Background(), &second, nil); err != nil {
 		t.Fatal(err)
 	}
-	if first.String() != second.String() {
+	out := first.String()
+	if out != second.String() {
 		t.Fatal("two runs printed different output; the quickstart must be deterministic")
+	}
+	for _, want := range []string{
+		"1. invoice.created in_acme_april      -> HTTP 200, billed",
+		"3. invoice.created in_acme_april      -> HTTP 200, already_billed 0 lines added",
+		"4. invoice.created in_acme_april      -> HTTP 200, already_billed 0 lines added",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
 	}
 	amount := regexp.MustCompile(`\$(\d+)\.(\d\d)\s*$`)
 	cents := func(line string) int64 {
@@ -32,14 +46,14 @@ func TestQuickstart(t *testing.T) {
 		c, _ := strconv.ParseInt(m[2], 10, 64)
 		return d*100 + c
 	}
-	invoices := strings.Split(first.String(), "invoice of ")[1:]
+	invoices := strings.Split(out, "invoice in_")[1:]
 	if len(invoices) != len(customers) {
-		t.Fatalf("printed %d invoices, want %d:\n%s", len(invoices), len(customers), first.String())
+		t.Fatalf("printed %d invoices, want %d:\n%s", len(invoices), len(customers), out)
 	}
 	for _, inv := range invoices {
+		body, _, _ := strings.Cut(inv, "\n\n") // an invoice ends at its blank line
 		var sum int64
 		var lines int
-		body, _, _ := strings.Cut(inv, "\n\n") // an invoice ends at its blank line
 		for _, l := range strings.Split(body, "\n")[2:] {
 			if strings.HasPrefix(strings.TrimSpace(l), "Total") {
 				if got := cents(l); got != sum {
@@ -50,8 +64,50 @@ func TestQuickstart(t *testing.T) {
 			sum += cents(l)
 			lines++
 		}
-		if lines < 4 || !strings.Contains(inv, "Apr 1 – Apr 30") {
-			t.Errorf("invoice has %d lines or no April window:\n%s", lines, inv)
+		if lines < 4 || !strings.Contains(body, "Apr 1 – Apr 30") {
+			t.Errorf("invoice has %d lines or no April period:\n%s", lines, body)
 		}
+	}
+}
+
+// TestQuickstartTotalsMatchThePricer checks each invoice on Stripe against the meter and the
+// plan themselves: the same lines, and a total equal to the pricer's to the cent.
+func TestQuickstartTotalsMatchThePricer(t *testing.T) {
+	var out bytes.Buffer
+	err := run(context.Background(), &out, func(meter *meterbill.MemoryMeter, plan *meterbill.Plan, fake *stripefake.Server, invoices []stripefake.Invoice) error {
+		for i, c := range customers {
+			april := meterbill.Period{Start: time.Unix(invoices[i].PeriodStart, 0).UTC(), End: time.Unix(invoices[i].PeriodEnd, 0).UTC()}
+			var wantLines int
+			var wantTotal int64
+			for _, m := range plan.Metrics() {
+				u, err := meter.Query(context.Background(), c.account, m, april)
+				if err != nil {
+					return err
+				}
+				lines, err := plan.Price(context.Background(), "usd", u)
+				if err != nil {
+					return err
+				}
+				for _, l := range lines {
+					wantTotal += l.Amount
+					wantLines++
+				}
+			}
+			items := fake.InvoiceItems(invoices[i].ID)
+			var gotTotal int64
+			for _, it := range items {
+				gotTotal += it.Amount
+			}
+			if len(items) != wantLines || gotTotal != wantTotal {
+				t.Errorf("%s: Stripe holds %d lines totalling %d, the pricer says %d lines totalling %d", c.name, len(items), gotTotal, wantLines, wantTotal)
+			}
+			if wantTotal == 0 {
+				t.Errorf("%s: nothing billed; the quickstart should bill usage", c.name)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
