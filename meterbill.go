@@ -361,6 +361,14 @@ func (e *Event) Validate() error {
 	if err := checkCode(e.Metric); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidEvent, err)
 	}
+	return e.validateFields()
+}
+
+// validateFields is Validate without the metric code, for callers that checked the code already.
+func (e *Event) validateFields() error {
+	if e.Account == 0 {
+		return fmt.Errorf("%w: account is 0", ErrInvalidEvent)
+	}
 	if _, ok := e.Value.Micros64(); !ok {
 		return fmt.Errorf("%w %q: value %s exceeds the meter's 64-bit range", ErrInvalidEvent, e.Metric, e.Value)
 	}

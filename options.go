@@ -22,6 +22,8 @@ const (
 	forHandler scope = 1 << iota
 	forStripeClient
 	forCustomerResolver
+	forRecorder
+	forMiddleware
 )
 
 type option struct {
@@ -58,6 +60,16 @@ type options struct {
 	now          func() time.Time
 	retryBase    time.Duration
 	retryMax     time.Duration
+
+	queueSize        int
+	batchSize        int
+	flushInterval    time.Duration
+	rejectWhenFull   bool
+	lane             int
+	deliveryErr      func(error, []Event)
+	retryMaxRecorder time.Duration
+	countIf          func(status int) bool
+	defaultValue     Value
 }
 
 func newOptions(s scope, opts []Option) (*options, error) {
@@ -72,6 +84,13 @@ func newOptions(s scope, opts []Option) (*options, error) {
 		now:       time.Now,
 		retryBase: 100 * time.Millisecond,
 		retryMax:  2 * time.Second,
+
+		queueSize:        100_000,
+		batchSize:        500,
+		flushInterval:    200 * time.Millisecond,
+		lane:             -1,
+		retryMaxRecorder: 5 * time.Second,
+		defaultValue:     Units(1),
 	}
 	for _, opt := range opts {
 		if opt == nil {
@@ -92,14 +111,22 @@ func newOptions(s scope, opts []Option) (*options, error) {
 		return nil, fmt.Errorf("meterbill: WithDeadline(%s): want a positive duration", o.deadline)
 	case o.cacheSize < 0 || o.cacheTTL < 0:
 		return nil, fmt.Errorf("meterbill: WithCache(%d, %s): want non-negative values", o.cacheSize, o.cacheTTL)
+	case o.batchSize < 1 || o.batchSize > MaxBatchEvents:
+		return nil, fmt.Errorf("meterbill: WithBatchSize(%d): want 1 to %d", o.batchSize, MaxBatchEvents)
+	case o.queueSize < o.batchSize:
+		return nil, fmt.Errorf("meterbill: WithQueueSize(%d): want at least the batch size (%d)", o.queueSize, o.batchSize)
+	case o.flushInterval <= 0:
+		return nil, fmt.Errorf("meterbill: WithFlushInterval(%s): want a positive duration", o.flushInterval)
+	case o.lane >= laneCount:
+		return nil, fmt.Errorf("meterbill: WithLane(%d): want 0 to %d", o.lane, laneCount-1)
 	}
 	return o, nil
 }
 
-// WithLogger sends meterbill's logs to l. It applies to [NewHandler], [NewStripeClient] and
-// [CustomerMetadataAccount]. Defaults to discarding them.
+// WithLogger sends meterbill's logs to l. It applies to every constructor. Defaults to
+// discarding them.
 func WithLogger(l *slog.Logger) Option {
-	return option{"WithLogger", forHandler | forStripeClient | forCustomerResolver, func(o *options) { o.logger = l }}
+	return option{"WithLogger", forHandler | forStripeClient | forCustomerResolver | forRecorder | forMiddleware, func(o *options) { o.logger = l }}
 }
 
 // WithMaxBodyBytes caps the webhook request body; a larger body is answered 413. It applies to
@@ -168,10 +195,67 @@ func WithCache(size int, ttl time.Duration) Option {
 
 // withClock injects the time source for tests.
 func withClock(now func() time.Time) Option {
-	return option{"withClock", forHandler | forCustomerResolver, func(o *options) { o.now = now }}
+	return option{"withClock", forHandler | forCustomerResolver | forRecorder, func(o *options) { o.now = now }}
 }
 
 // withRetryBackoff shortens retry waits in tests.
 func withRetryBackoff(base, maxWait time.Duration) Option {
-	return option{"withRetryBackoff", forHandler, func(o *options) { o.retryBase, o.retryMax = base, maxWait }}
+	return option{"withRetryBackoff", forHandler | forRecorder, func(o *options) {
+		o.retryBase, o.retryMax, o.retryMaxRecorder = base, maxWait, maxWait
+	}}
+}
+
+// WithQueueSize bounds the recorder's queue: events queued plus events being delivered. It
+// applies to [NewRecorder]. Defaults to 100,000 events (about 20 MB with a few properties each).
+func WithQueueSize(n int) Option {
+	return option{"WithQueueSize", forRecorder, func(o *options) { o.queueSize = n }}
+}
+
+// WithBatchSize sets how many events the recorder sends in one request to the meter, and how
+// many queued events trigger a flush. It applies to [NewRecorder]. Defaults to 500; at most 1024,
+// the meter's limit.
+func WithBatchSize(n int) Option {
+	return option{"WithBatchSize", forRecorder, func(o *options) { o.batchSize = n }}
+}
+
+// WithFlushInterval sets how often the recorder flushes a partial batch. It applies to
+// [NewRecorder]. Defaults to 200 ms.
+func WithFlushInterval(d time.Duration) Option {
+	return option{"WithFlushInterval", forRecorder, func(o *options) { o.flushInterval = d }}
+}
+
+// WithRejectWhenFull makes Record return [ErrQueueFull] at once when the queue is full, instead
+// of waiting for room; the rejections are counted in [RecorderStats]. It applies to
+// [NewRecorder]. Defaults to waiting (until the caller's context ends), which loses nothing but
+// makes callers wait while the meter is down long enough to fill the queue.
+func WithRejectWhenFull() Option {
+	return option{"WithRejectWhenFull", forRecorder, func(o *options) { o.rejectWhenFull = true }}
+}
+
+// WithLane sets the recorder's lane, 0 to 999: the nanosecond digits of the timestamps it stamps,
+// which keep events of different processes distinct within one microsecond. Give each process
+// of a deployment its own lane (a pod ordinal, say) to rule collisions out. It applies to
+// [NewRecorder]. Defaults to a random lane.
+func WithLane(n int) Option {
+	return option{"WithLane", forRecorder, func(o *options) { o.lane = n }}
+}
+
+// WithDeliveryErrorHandler receives the events the recorder gives up on, with the reason (an
+// error wrapping [ErrUndelivered]): events the meter refused for good, and events still queued
+// when Close's context ended. Persist them to replay later, or alert. It runs on the recorder's
+// goroutine. It applies to [NewRecorder]. Defaults to logging them at error level.
+func WithDeliveryErrorHandler(f func(err error, events []Event)) Option {
+	return option{"WithDeliveryErrorHandler", forRecorder, func(o *options) { o.deliveryErr = f }}
+}
+
+// WithCountIf decides from a response's status whether the middleware records the request. It
+// applies to [NewMiddleware]. Defaults to status < 400.
+func WithCountIf(f func(status int) bool) Option {
+	return option{"WithCountIf", forMiddleware, func(o *options) { o.countIf = f }}
+}
+
+// WithDefaultValue sets the value the middleware records for a request whose handler does not
+// set one with [SetUsageValue]. It applies to [NewMiddleware]. Defaults to 1.
+func WithDefaultValue(v Value) Option {
+	return option{"WithDefaultValue", forMiddleware, func(o *options) { o.defaultValue = v }}
 }

@@ -1,0 +1,444 @@
+package meterbill
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/felixge/httpsnoop"
+
+	"github.com/meterbill/meterbill/internal/backoff"
+	"github.com/meterbill/meterbill/internal/batch"
+)
+
+// Recorder errors.
+var (
+	// ErrQueueFull reports an event refused because the queue is full, under
+	// [WithRejectWhenFull].
+	ErrQueueFull = errors.New("meterbill: recorder queue full")
+	// ErrClosed reports an event recorded after [Recorder.Close].
+	ErrClosed = errors.New("meterbill: recorder closed")
+	// ErrUndelivered reports accepted events the recorder gave up on: at Close when its context
+	// ended first, or when the meter refused them permanently. The events go to the
+	// [WithDeliveryErrorHandler] handler.
+	ErrUndelivered = errors.New("meterbill: events undelivered")
+)
+
+// Recorder sends usage events to a [Meter] in the background: Record only validates, stamps and
+// queues, so no caller waits on the meter. A goroutine delivers the queue in batches of one
+// partition (account % 256) each, when a batch's worth is queued or every interval, retrying
+// transient failures with the same events (same timestamps, so the meter deduplicates any that
+// arrived twice) until they are delivered, refused for good, or Close's context ends. Every event
+// Record accepted is delivered, or handed to the [WithDeliveryErrorHandler] handler; none is
+// dropped silently.
+//
+// A Recorder is safe for concurrent use. Call Close to stop it; it owns a goroutine.
+type Recorder struct {
+	meter   Meter
+	metrics map[string]Metric
+	q       *batch.Queue[Event]
+	o       *options
+	block   bool
+	lane    int64
+	lastUS  atomic.Int64 // last microsecond stamped
+	backoff backoff.Policy
+	scratch []Event // deliver's partition-ordered copy; the flusher goroutine's alone
+
+	enqueued, delivered, duplicates, retried, rejected, failed atomic.Uint64
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// RecorderStats counts what a [Recorder] did since it started.
+type RecorderStats struct {
+	Enqueued   uint64 // events Record accepted
+	Delivered  uint64 // events the meter has, duplicates included
+	Duplicates uint64 // of those, events the meter already had (retries that arrived twice)
+	Retried    uint64 // batch attempts that failed transiently and were retried
+	Rejected   uint64 // events Record refused: invalid, unknown metric, queue full or closed
+	Failed     uint64 // accepted events given up on (see ErrUndelivered)
+	QueueDepth int    // events queued or being delivered now
+}
+
+// NewRecorder defines metrics on meter (idempotently) and starts a recorder for them; events for
+// other metrics are refused. Options: [WithQueueSize], [WithBatchSize], [WithFlushInterval],
+// [WithRejectWhenFull], [WithLane], [WithDeliveryErrorHandler], [WithLogger].
+func NewRecorder(ctx context.Context, meter Meter, metrics []Metric, opts ...Option) (*Recorder, error) {
+	if meter == nil || len(metrics) == 0 {
+		return nil, errors.New("meterbill: NewRecorder needs a meter and the metrics it records")
+	}
+	o, err := newOptions(forRecorder, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := meter.Define(ctx, metrics...); err != nil {
+		return nil, err
+	}
+	r := &Recorder{meter: meter, metrics: make(map[string]Metric, len(metrics)), o: o, block: !o.rejectWhenFull,
+		backoff: backoff.Policy{Base: o.retryBase, Max: o.retryMaxRecorder}}
+	for _, m := range metrics {
+		r.metrics[m.Code] = m
+	}
+	if o.lane >= 0 {
+		r.lane = int64(o.lane)
+	} else {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		r.lane = int64(binary.LittleEndian.Uint64(b[:]) % laneCount)
+	}
+	r.q = batch.New(o.queueSize, o.batchSize, o.flushInterval, r.deliver)
+	return r, nil
+}
+
+// laneCount is how many processes can stamp the same microsecond without colliding: the
+// nanosecond digits below the microsecond.
+const laneCount = 1000
+
+// Record validates e and queues it. It makes no network call. An event without a Time is stamped
+// now (see [Recorder] and the README's timestamp scheme); an event with a Time keeps it, so a
+// caller that re-sends a source record must give it the same Time each time ([TimeFromID]).
+// Invalid events and unknown metrics are refused with an error wrapping [ErrInvalidEvent] or
+// [ErrUnknownMetric]; nothing is truncated. A full queue waits for room until ctx ends, or
+// returns [ErrQueueFull] under [WithRejectWhenFull]. After Close, Record returns [ErrClosed].
+//
+// The recorder keeps e until it is delivered; Record copies its Properties.
+func (r *Recorder) Record(ctx context.Context, e Event) error {
+	if e.Time.IsZero() {
+		e.Time = r.stamp()
+	}
+	if _, ok := r.metrics[e.Metric]; !ok {
+		r.rejected.Add(1)
+		if err := e.Validate(); err != nil {
+			return err
+		}
+		return fmt.Errorf("%w %q: the recorder was not started with it", ErrUnknownMetric, e.Metric)
+	}
+	if err := e.validateFields(); err != nil { // the code was validated when the recorder started
+		r.rejected.Add(1)
+		return err
+	}
+	if len(e.Properties) > 0 {
+		e.Properties = slices.Clone(e.Properties)
+	}
+	if err := r.q.Put(ctx, e, r.block); err != nil {
+		r.rejected.Add(1)
+		switch {
+		case errors.Is(err, batch.ErrFull):
+			return ErrQueueFull
+		case errors.Is(err, batch.ErrClosed):
+			return ErrClosed
+		}
+		return err
+	}
+	r.enqueued.Add(1)
+	return nil
+}
+
+// stamp returns a timestamp unique within the process and, given distinct lanes, across
+// processes: a microsecond strictly after the last one stamped (the wall clock's, unless events
+// come faster than one a microsecond), with the lane as its nanoseconds.
+func (r *Recorder) stamp() time.Time {
+	now := r.o.now().UnixMicro()
+	for {
+		last := r.lastUS.Load()
+		us := max(now, last+1)
+		if r.lastUS.CompareAndSwap(last, us) {
+			return time.Unix(0, us*1000+r.lane).UTC()
+		}
+	}
+}
+
+// TimeFromID returns t with its sub-millisecond digits derived from a source record's id, so
+// that re-sending the same record (same t, same id) yields the same timestamp, which the meter
+// deduplicates, while different records within the same millisecond almost always differ (one
+// in a million collides). Use it for events whose source has its own id, such as a request id or
+// a row's primary key.
+func TimeFromID(t time.Time, id string) time.Time {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(id))
+	return t.Truncate(time.Millisecond).Add(time.Duration(h.Sum64() % uint64(time.Millisecond)))
+}
+
+// Flush delivers everything recorded before the call, and returns when that is done or ctx ends.
+func (r *Recorder) Flush(ctx context.Context) error {
+	if err := r.q.Flush(ctx); err != nil {
+		if errors.Is(err, batch.ErrClosed) {
+			return ErrClosed
+		}
+		return err
+	}
+	return nil
+}
+
+// Close stops intake, delivers everything queued, and returns. If ctx ends first, it gives up
+// on what is left and hands it to the [WithDeliveryErrorHandler] handler. Close is the final
+// account: it returns nil only if every event Record accepted was delivered, and otherwise an
+// error wrapping [ErrUndelivered] that says how many were not (those refused by the meter
+// earlier included). Close is idempotent: later calls return the first call's result.
+func (r *Recorder) Close(ctx context.Context) error {
+	r.closeOnce.Do(func() {
+		err := r.q.Close(ctx)
+		n := r.failed.Load()
+		switch {
+		case err != nil:
+			r.closeErr = fmt.Errorf("%w: %d of %d events: %w", ErrUndelivered, n, r.enqueued.Load(), err)
+		case n > 0:
+			r.closeErr = fmt.Errorf("%w: %d of %d events", ErrUndelivered, n, r.enqueued.Load())
+		}
+	})
+	return r.closeErr
+}
+
+// Stats returns the recorder's counters.
+func (r *Recorder) Stats() RecorderStats {
+	return RecorderStats{
+		Enqueued: r.enqueued.Load(), Delivered: r.delivered.Load(), Duplicates: r.duplicates.Load(),
+		Retried: r.retried.Load(), Rejected: r.rejected.Load(), Failed: r.failed.Load(), QueueDepth: r.q.Depth(),
+	}
+}
+
+// deliver sends a snapshot of the queue: grouped by partition (a counting sort into a reused
+// buffer, linear in the snapshot), in batches of at most the batch size and the meter's
+// per-request property limit.
+func (r *Recorder) deliver(ctx context.Context, snapshot [][]Event) {
+	var counts [257]int
+	n := 0
+	for _, chunk := range snapshot {
+		for i := range chunk {
+			counts[chunk[i].Account%256+1]++
+		}
+		n += len(chunk)
+	}
+	for p := 1; p < len(counts); p++ {
+		counts[p] += counts[p-1]
+	}
+	events := slices.Grow(r.scratch[:0], n)[:n]
+	for _, chunk := range snapshot {
+		for i := range chunk {
+			p := chunk[i].Account % 256
+			events[counts[p]] = chunk[i]
+			counts[p]++
+		}
+	}
+	defer func() { clear(events); r.scratch = events[:0] }()
+	for start := 0; start < len(events); {
+		part := events[start].Account % 256
+		end, props := start, 0
+		for end < len(events) && events[end].Account%256 == part && end-start < r.o.batchSize {
+			if props+len(events[end].Properties) > MaxBatchProperties {
+				break
+			}
+			props += len(events[end].Properties)
+			end++
+		}
+		r.send(ctx, events[start:end])
+		start = end
+	}
+}
+
+// send delivers one batch, retrying transient failures until ctx ends. A batch the meter refuses
+// for good is split to find the events at fault, so one bad event cannot take its neighbours
+// down with it.
+func (r *Recorder) send(ctx context.Context, events []Event) {
+	for attempt := 1; ; attempt++ {
+		res, err := r.meter.Ingest(ctx, events)
+		switch {
+		case err == nil:
+			r.delivered.Add(uint64(len(events)))
+			r.duplicates.Add(uint64(res.Duplicates))
+			return
+		case permanent(err) && len(events) > 1:
+			half := len(events) / 2
+			r.send(ctx, events[:half])
+			r.send(ctx, events[half:])
+			return
+		case permanent(err):
+			r.giveUp(err, events)
+			return
+		}
+		r.retried.Add(1)
+		if werr := backoff.Sleep(ctx, r.backoff.Wait(attempt)); werr != nil {
+			r.giveUp(fmt.Errorf("%w: gave up retrying at close: %w", ErrUndelivered, err), events)
+			return
+		}
+	}
+}
+
+// permanent reports whether the meter refused events for reasons a retry cannot change.
+func permanent(err error) bool {
+	return errors.Is(err, ErrInvalidEvent) || errors.Is(err, ErrUnknownMetric) || errors.Is(err, ErrMetricConflict)
+}
+
+func (r *Recorder) giveUp(err error, events []Event) {
+	r.failed.Add(uint64(len(events)))
+	if !errors.Is(err, ErrUndelivered) {
+		err = fmt.Errorf("%w: %w", ErrUndelivered, err)
+	}
+	if r.o.deliveryErr != nil {
+		r.o.deliveryErr(err, slices.Clone(events))
+		return
+	}
+	r.o.logger.Error("meterbill: usage events undelivered", "events", len(events), "err", err)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Middleware
+
+// usage is one request's recording, which the handler adjusts through the context helpers. It
+// is also the request's context (its parent's, plus itself under usageKey), so a request costs
+// one allocation for both.
+type usage struct {
+	context.Context
+	hooks  httpsnoop.Hooks
+	next   httpsnoop.WriteHeaderFunc
+	mu     sync.Mutex
+	metric string
+	value  Value
+	props  []Property
+	skip   bool
+	status int  // the final status; 200 if the handler never sets one
+	final  bool // a final (non-1xx) status was written
+}
+
+type usageKey struct{}
+
+// Value implements context.Context.
+func (u *usage) Value(key any) any {
+	if key == (usageKey{}) {
+		return u
+	}
+	return u.Context.Value(key)
+}
+
+func usageFrom(ctx context.Context) *usage {
+	u, _ := ctx.Value(usageKey{}).(*usage)
+	return u
+}
+
+// SetUsageValue sets the value the middleware records for this request, instead of its default.
+// It reports false if ctx is not a request inside the middleware.
+func SetUsageValue(ctx context.Context, v Value) bool {
+	return withUsage(ctx, func(u *usage) { u.value = v })
+}
+
+// SetUsageMetric sets the metric the middleware records this request under, instead of its
+// default; the recorder must have been started with it. It reports false if ctx is not a request
+// inside the middleware.
+func SetUsageMetric(ctx context.Context, code string) bool {
+	return withUsage(ctx, func(u *usage) { u.metric = code })
+}
+
+// AddUsageProperty adds a property to this request's event. It reports false if ctx is not a
+// request inside the middleware.
+func AddUsageProperty(ctx context.Context, key, value string) bool {
+	return withUsage(ctx, func(u *usage) { u.props = append(u.props, Property{Key: key, Value: value}) })
+}
+
+// SkipUsage tells the middleware not to record this request. It reports false if ctx is not a
+// request inside the middleware.
+func SkipUsage(ctx context.Context) bool {
+	return withUsage(ctx, func(u *usage) { u.skip = true })
+}
+
+func withUsage(ctx context.Context, f func(*usage)) bool {
+	u := usageFrom(ctx)
+	if u == nil {
+		return false
+	}
+	u.mu.Lock()
+	f(u)
+	u.mu.Unlock()
+	return true
+}
+
+// AccountFromHeader reads the meter account from a request header, such as one set by an API
+// gateway after it authenticated the caller. It is safe only behind such a gateway, which must
+// strip the header from client requests: otherwise any client can bill another account.
+func AccountFromHeader(name string) func(*http.Request) (uint64, bool) {
+	return func(r *http.Request) (uint64, bool) {
+		acct, err := strconv.ParseUint(r.Header.Get(name), 10, 64)
+		return acct, err == nil && acct > 0
+	}
+}
+
+// NewMiddleware returns middleware that records one event of metric for every request it lets
+// through, after the handler returns. account maps a request to its meter account (from your
+// authentication: there is no default, because a spoofable one would let clients bill each
+// other); a request without an account is served and not recorded. By default a request counts
+// when its status is below 400 and records the value 1; [WithCountIf] and [WithDefaultValue]
+// change that, and the handler can adjust its own request with [SetUsageValue],
+// [SetUsageMetric], [AddUsageProperty] and [SkipUsage].
+//
+// The recording is detached from the client's cancellation. With the default blocking policy a
+// full queue makes the request wait for room; [WithRejectWhenFull] never waits and counts the
+// loss. The ResponseWriter is wrapped with httpsnoop, so Flusher, Hijacker, ReaderFrom and
+// Unwrap keep working. Options: [WithCountIf], [WithDefaultValue], [WithLogger].
+func NewMiddleware(rec *Recorder, metric string, account func(*http.Request) (uint64, bool), opts ...Option) (func(http.Handler) http.Handler, error) {
+	if rec == nil || account == nil {
+		return nil, errors.New("meterbill: NewMiddleware needs a recorder and an account function")
+	}
+	if _, ok := rec.metrics[metric]; !ok {
+		return nil, fmt.Errorf("%w %q: the recorder was not started with it", ErrUnknownMetric, metric)
+	}
+	o, err := newOptions(forMiddleware, opts)
+	if err != nil {
+		return nil, err
+	}
+	countIf, value := o.countIf, o.defaultValue
+	if countIf == nil {
+		countIf = func(status int) bool { return status < 400 }
+	}
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			acct, ok := account(r)
+			if !ok {
+				next.ServeHTTP(w, r)
+				return
+			}
+			u := &usage{Context: r.Context(), metric: metric, value: value, status: http.StatusOK}
+			u.hooks.WriteHeader = u.hook
+			next.ServeHTTP(httpsnoop.Wrap(w, u.hooks), r.WithContext(u))
+			u.mu.Lock()
+			e := Event{Account: acct, Metric: u.metric, Value: u.value, Properties: u.props}
+			record := !u.skip && countIf(u.status)
+			u.mu.Unlock()
+			if !record {
+				return
+			}
+			// Detached from the client's cancellation: Record uses its context only to stop
+			// waiting for room, and a departed client must not lose the request's usage.
+			if err := rec.Record(context.Background(), e); err != nil {
+				o.logger.Warn("meterbill: request usage not recorded", "metric", e.Metric, "account", acct, "err", err)
+			}
+		})
+	}, nil
+}
+
+// hook is the httpsnoop WriteHeader hook. It returns writeHeader, a method value bound once
+// per request, rather than a new closure on every call.
+func (u *usage) hook(next httpsnoop.WriteHeaderFunc) httpsnoop.WriteHeaderFunc {
+	u.next = next
+	return u.writeHeader
+}
+
+// writeHeader captures the status: the first final one, as net/http sends it (1xx
+// informational headers such as 103 Early Hints may come before it).
+func (u *usage) writeHeader(code int) {
+	u.mu.Lock()
+	if !u.final && code >= 200 {
+		u.status, u.final = code, true
+	}
+	next := u.next
+	u.mu.Unlock()
+	next(code)
+}

@@ -1,0 +1,506 @@
+package meterbill_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"go.uber.org/goleak"
+
+	"github.com/meterbill/meterbill"
+)
+
+// flakyMeter wraps a MemoryMeter: it fails the first failures Ingest calls with a transient
+// error, refuses events of account badAccount for good, and records every attempt.
+type flakyMeter struct {
+	*meterbill.MemoryMeter
+	failures   atomic.Int64
+	badAccount uint64
+	mu         sync.Mutex
+	attempts   [][]meterbill.Event
+}
+
+var errMeterDown = errors.New("meter down")
+
+func (f *flakyMeter) Ingest(ctx context.Context, events []meterbill.Event) (meterbill.IngestResult, error) {
+	f.mu.Lock()
+	f.attempts = append(f.attempts, append([]meterbill.Event(nil), events...))
+	f.mu.Unlock()
+	if f.failures.Add(-1) >= 0 {
+		return meterbill.IngestResult{}, errMeterDown
+	}
+	for _, e := range events {
+		if f.badAccount != 0 && e.Account == f.badAccount {
+			return meterbill.IngestResult{}, fmt.Errorf("%w: account %d is barred", meterbill.ErrInvalidEvent, e.Account)
+		}
+	}
+	return f.MemoryMeter.Ingest(ctx, events)
+}
+
+// valueComparer lets cmp compare Values, which are comparable with ==.
+var valueComparer = cmp.Comparer(func(a, b meterbill.Value) bool { return a == b })
+
+func newRecorder(t *testing.T, m meterbill.Meter, opts ...meterbill.Option) *meterbill.Recorder {
+	t.Helper()
+	opts = append([]meterbill.Option{meterbill.WithRetryBackoff(time.Millisecond, 5*time.Millisecond)}, opts...)
+	rec, err := meterbill.NewRecorder(context.Background(), m, []meterbill.Metric{calls, storage}, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rec
+}
+
+func total(t *testing.T, m meterbill.Meter, account uint64, metric meterbill.Metric) string {
+	t.Helper()
+	u, err := m.Query(context.Background(), account, metric, meterbill.Period{Start: date(2026, 1, 1), End: date(2027, 1, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.Value.String()
+}
+
+func TestRecorderDeliversEverythingOnce(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	tests := []struct {
+		name     string
+		failures int64 // transient failures before the meter recovers
+		batch    int   // the batch size set (0: the default, 500)
+		events   int
+	}{
+		{name: "healthy meter", events: 5000},
+		{name: "meter down for a while, then back", failures: 25, events: 5000},
+		{name: "small batches", batch: 7, events: 1000},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := &flakyMeter{MemoryMeter: meterbill.NewMemoryMeter()}
+			m.failures.Store(tt.failures)
+			limit := 500
+			var opts []meterbill.Option
+			if tt.batch > 0 {
+				limit = tt.batch
+				opts = append(opts, meterbill.WithBatchSize(tt.batch))
+			}
+			rec := newRecorder(t, m, opts...)
+			var wg sync.WaitGroup
+			for g := range 10 {
+				wg.Go(func() {
+					for i := range tt.events / 10 {
+						e := meterbill.Event{Account: uint64(g%3 + 1), Metric: calls.Code, Value: meterbill.Units(1)}
+						if i%2 == 1 {
+							e = meterbill.Event{Account: uint64(g%3 + 1), Metric: storage.Code, Value: meterbill.Micros(500_000), Time: date(2026, 4, 20).Add(time.Duration(g*100000 + i))}
+						}
+						if err := rec.Record(context.Background(), e); err != nil {
+							t.Error(err)
+						}
+					}
+				})
+			}
+			wg.Wait()
+			if err := rec.Close(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			// Every accepted event is in the meter exactly once.
+			var count, gb int
+			for acct := uint64(1); acct <= 3; acct++ {
+				var c, s int
+				_, _ = fmt.Sscan(total(t, m, acct, calls), &c)
+				_, _ = fmt.Sscan(strings.Replace(total(t, m, acct, storage), ".5", "", 1), &s)
+				count += c
+				gb += s
+			}
+			st := rec.Stats()
+			if count != tt.events/2 || st.Delivered != uint64(tt.events) || st.Failed != 0 || st.QueueDepth != 0 {
+				t.Errorf("meter has %d calls (want %d); stats %+v", count, tt.events/2, st)
+			}
+			if tt.failures > 0 && st.Retried < uint64(tt.failures) {
+				t.Errorf("Retried = %d, want at least %d", st.Retried, tt.failures)
+			}
+			// Batches hold one partition and at most the batch size.
+			for _, b := range m.attempts {
+				if len(b) > limit {
+					t.Fatalf("a batch of %d events, limit %d", len(b), limit)
+				}
+				for _, e := range b {
+					if e.Account%256 != b[0].Account%256 {
+						t.Fatalf("a batch mixes partitions %d and %d", e.Account%256, b[0].Account%256)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestRetriesKeepTimestamps: a batch retried after failures carries the very same events, so a
+// retry that reached the meter twice is deduplicated.
+func TestRetriesKeepTimestamps(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	m := &flakyMeter{MemoryMeter: meterbill.NewMemoryMeter()}
+	m.failures.Store(3)
+	rec := newRecorder(t, m, meterbill.WithBatchSize(10))
+	for range 10 {
+		if err := rec.Record(context.Background(), meterbill.Event{Account: 5, Metric: calls.Code, Value: meterbill.Units(1)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := rec.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(m.attempts) != 4 {
+		t.Fatalf("%d attempts, want 4 (3 failures and a success)", len(m.attempts))
+	}
+	for i := 1; i < len(m.attempts); i++ {
+		if diff := cmp.Diff(m.attempts[0], m.attempts[i], valueComparer); diff != "" {
+			t.Errorf("attempt %d differs from the first (-first +retry):\n%s", i+1, diff)
+		}
+	}
+	seen := map[time.Time]bool{}
+	for _, e := range m.attempts[0] {
+		if seen[e.Time] {
+			t.Errorf("two events stamped %v", e.Time)
+		}
+		seen[e.Time] = true
+	}
+	// The same batch delivered again is all duplicates: nothing counts twice.
+	res, err := m.MemoryMeter.Ingest(context.Background(), m.attempts[0])
+	if err != nil || res.Duplicates != 10 {
+		t.Errorf("re-sending the batch = %+v, %v; want 10 duplicates", res, err)
+	}
+	if err := rec.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPermanentFailureIsolatesTheBadEvent(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	m := &flakyMeter{MemoryMeter: meterbill.NewMemoryMeter(), badAccount: 13}
+	var mu sync.Mutex
+	var lost []meterbill.Event
+	var lostErr error
+	rec := newRecorder(t, m, meterbill.WithDeliveryErrorHandler(func(err error, events []meterbill.Event) {
+		mu.Lock()
+		defer mu.Unlock()
+		lost, lostErr = append(lost, events...), err
+	}))
+	for i := range 20 {
+		acct := uint64(269) // partition 13, like account 13
+		if i == 7 {
+			acct = 13
+		}
+		if err := rec.Record(context.Background(), meterbill.Event{Account: acct, Metric: calls.Code, Value: meterbill.Units(1)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := rec.Close(context.Background()); !errors.Is(err, meterbill.ErrUndelivered) || !strings.Contains(err.Error(), "1 of 20 events") {
+		t.Errorf("Close = %v, want ErrUndelivered for 1 of 20 events", err)
+	}
+	if got := total(t, m, 269, calls); got != "19" {
+		t.Errorf("account 269 has %s calls, want 19: the good events must survive a bad neighbour", got)
+	}
+	if len(lost) != 1 || lost[0].Account != 13 || !errors.Is(lostErr, meterbill.ErrUndelivered) || !errors.Is(lostErr, meterbill.ErrInvalidEvent) {
+		t.Errorf("handler got %d events (%v), err %v", len(lost), lost, lostErr)
+	}
+	if st := rec.Stats(); st.Failed != 1 || st.Delivered != 19 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+func TestFullQueuePolicies(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	tests := []struct {
+		name    string
+		opts    []meterbill.Option
+		wantErr error
+	}{
+		{name: "reject", opts: []meterbill.Option{meterbill.WithRejectWhenFull()}, wantErr: meterbill.ErrQueueFull},
+		{name: "block until the context ends", wantErr: context.DeadlineExceeded},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := &flakyMeter{MemoryMeter: meterbill.NewMemoryMeter()}
+			m.failures.Store(1 << 40) // down for good
+			var lost atomic.Int64
+			opts := append([]meterbill.Option{meterbill.WithQueueSize(20), meterbill.WithBatchSize(10),
+				meterbill.WithDeliveryErrorHandler(func(_ error, es []meterbill.Event) { lost.Add(int64(len(es))) })}, tt.opts...)
+			rec := newRecorder(t, m, opts...)
+			for range 20 {
+				if err := rec.Record(context.Background(), meterbill.Event{Account: 1, Metric: calls.Code, Value: meterbill.Units(1)}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+			defer cancel()
+			if err := rec.Record(ctx, meterbill.Event{Account: 1, Metric: calls.Code, Value: meterbill.Units(1)}); !errors.Is(err, tt.wantErr) {
+				t.Errorf("Record on a full queue = %v, want %v", err, tt.wantErr)
+			}
+			if st := rec.Stats(); st.Rejected != 1 || st.QueueDepth != 20 {
+				t.Errorf("stats %+v, want 1 rejected and a depth of 20", st)
+			}
+			// Close gives up at its deadline and says how many were not delivered.
+			cctx, ccancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+			defer ccancel()
+			err := rec.Close(cctx)
+			if !errors.Is(err, meterbill.ErrUndelivered) || !strings.Contains(err.Error(), "20 of 20 events") || !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("Close = %v, want ErrUndelivered for 20 events", err)
+			}
+			if lost.Load() != 20 {
+				t.Errorf("the handler got %d undelivered events, want 20", lost.Load())
+			}
+			if again := rec.Close(context.Background()); !errors.Is(again, meterbill.ErrUndelivered) {
+				t.Errorf("second Close = %v, want the first's result", again)
+			}
+			if err := rec.Record(context.Background(), meterbill.Event{Account: 1, Metric: calls.Code, Value: meterbill.Units(1)}); !errors.Is(err, meterbill.ErrClosed) {
+				t.Errorf("Record after Close = %v, want ErrClosed", err)
+			}
+		})
+	}
+}
+
+func TestRecordRejects(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	rec := newRecorder(t, meterbill.NewMemoryMeter())
+	defer func() { _ = rec.Close(context.Background()) }()
+	ok := meterbill.Event{Account: 1, Metric: calls.Code, Value: meterbill.Units(1)}
+	with := func(f func(*meterbill.Event)) meterbill.Event { e := ok; f(&e); return e }
+	many := make([]meterbill.Property, 256)
+	for i := range many {
+		many[i] = meterbill.Property{Key: fmt.Sprint("k", i)}
+	}
+	tests := []struct {
+		name    string
+		event   meterbill.Event
+		wantErr error
+	}{
+		{name: "empty metric", event: with(func(e *meterbill.Event) { e.Metric = "" }), wantErr: meterbill.ErrInvalidEvent},
+		{name: "64-byte metric", event: with(func(e *meterbill.Event) { e.Metric = strings.Repeat("m", 64) }), wantErr: meterbill.ErrInvalidEvent},
+		{name: "32-byte property key", event: with(func(e *meterbill.Event) { e.Properties = []meterbill.Property{{Key: strings.Repeat("k", 32)}} }), wantErr: meterbill.ErrInvalidEvent},
+		{name: "64-byte property value", event: with(func(e *meterbill.Event) {
+			e.Properties = []meterbill.Property{{Key: "k", Value: strings.Repeat("v", 64)}}
+		}), wantErr: meterbill.ErrInvalidEvent},
+		{name: "256 properties", event: with(func(e *meterbill.Event) { e.Properties = many }), wantErr: meterbill.ErrInvalidEvent},
+		{name: "zero account", event: with(func(e *meterbill.Event) { e.Account = 0 }), wantErr: meterbill.ErrInvalidEvent},
+		{name: "metric the recorder was not started with", event: with(func(e *meterbill.Event) { e.Metric = seats.Code }), wantErr: meterbill.ErrUnknownMetric},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := rec.Record(context.Background(), tt.event); !errors.Is(err, tt.wantErr) {
+				t.Errorf("Record = %v, want %v", err, tt.wantErr)
+			}
+		})
+	}
+	if st := rec.Stats(); st.Rejected != uint64(len(tests)) || st.Enqueued != 0 {
+		t.Errorf("stats %+v, want %d rejected", st, len(tests))
+	}
+}
+
+func TestStampsAreUniqueAndNearTheClock(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	m := &flakyMeter{MemoryMeter: meterbill.NewMemoryMeter()}
+	rec := newRecorder(t, m, meterbill.WithLane(417))
+	before := time.Now()
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 2000 {
+				if err := rec.Record(context.Background(), meterbill.Event{Account: 9, Metric: calls.Code, Value: meterbill.Units(1)}); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := rec.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := total(t, m, 9, calls); got != "16000" {
+		t.Errorf("the meter counted %s of 16000 events: stamps collided", got)
+	}
+	for _, b := range m.attempts {
+		for _, e := range b {
+			if e.Time.Nanosecond()%1000 != 417 {
+				t.Fatalf("stamp %v does not carry lane 417 in its nanoseconds", e.Time)
+			}
+			if e.Time.Before(before.Truncate(time.Microsecond)) || e.Time.After(time.Now().Add(time.Second)) {
+				t.Fatalf("stamp %v strays from the clock", e.Time)
+			}
+		}
+	}
+}
+
+func TestTimeFromID(t *testing.T) {
+	at := time.Date(2026, 4, 17, 9, 30, 0, 123_456_789, time.UTC)
+	a, b := meterbill.TimeFromID(at, "req_1"), meterbill.TimeFromID(at.Add(400*time.Microsecond), "req_1")
+	if !a.Equal(b) {
+		t.Errorf("the same record within its millisecond stamped %v and %v", a, b)
+	}
+	if c := meterbill.TimeFromID(at, "req_2"); c.Equal(a) {
+		t.Errorf("two records share the stamp %v", a)
+	}
+	if a.Truncate(time.Millisecond) != at.Truncate(time.Millisecond) {
+		t.Errorf("TimeFromID moved the time out of its millisecond: %v", a)
+	}
+}
+
+func TestNewRecorderRejects(t *testing.T) {
+	m := meterbill.NewMemoryMeter()
+	tests := []struct {
+		name    string
+		metrics []meterbill.Metric
+		opts    []meterbill.Option
+	}{
+		{name: "no metrics"},
+		{name: "invalid metric", metrics: []meterbill.Metric{{Code: "x"}}},
+		{name: "batch over the meter's limit", metrics: []meterbill.Metric{calls}, opts: []meterbill.Option{meterbill.WithBatchSize(1025)}},
+		{name: "queue smaller than a batch", metrics: []meterbill.Metric{calls}, opts: []meterbill.Option{meterbill.WithQueueSize(10), meterbill.WithBatchSize(20)}},
+		{name: "lane out of range", metrics: []meterbill.Metric{calls}, opts: []meterbill.Option{meterbill.WithLane(1000)}},
+		{name: "a handler option", metrics: []meterbill.Metric{calls}, opts: []meterbill.Option{meterbill.WithDeadline(time.Second)}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if rec, err := meterbill.NewRecorder(context.Background(), m, tt.metrics, tt.opts...); err == nil {
+				_ = rec.Close(context.Background())
+				t.Error("NewRecorder accepted it")
+			}
+		})
+	}
+}
+
+// ---- middleware
+
+func TestMiddleware(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	tests := []struct {
+		name      string
+		handler   http.HandlerFunc
+		header    string // X-Account
+		opts      []meterbill.Option
+		wantCalls string
+		wantGB    string
+	}{
+		{name: "a successful request counts 1", handler: func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok") }, header: "7", wantCalls: "1", wantGB: "0"},
+		{name: "an implicit 200 counts", handler: func(http.ResponseWriter, *http.Request) {}, header: "7", wantCalls: "1", wantGB: "0"},
+		{name: "a 404 does not count", handler: func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNotFound) }, header: "7", wantCalls: "0", wantGB: "0"},
+		{name: "early hints then 200 counts", handler: func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusEarlyHints); w.WriteHeader(http.StatusOK) }, header: "7", wantCalls: "1", wantGB: "0"},
+		{name: "no account, not recorded", handler: func(http.ResponseWriter, *http.Request) {}, wantCalls: "0", wantGB: "0"},
+		{name: "count-if counts 404s too", handler: func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNotFound) }, header: "7", opts: []meterbill.Option{meterbill.WithCountIf(func(int) bool { return true })}, wantCalls: "1", wantGB: "0"},
+		{name: "default value", handler: func(http.ResponseWriter, *http.Request) {}, header: "7", opts: []meterbill.Option{meterbill.WithDefaultValue(meterbill.Units(3))}, wantCalls: "1", wantGB: "0"},
+		{name: "the handler skips its request", handler: func(_ http.ResponseWriter, r *http.Request) { meterbill.SkipUsage(r.Context()) }, header: "7", wantCalls: "0", wantGB: "0"},
+		{name: "the handler moves its request to another metric and value", handler: func(_ http.ResponseWriter, r *http.Request) {
+			meterbill.SetUsageMetric(r.Context(), storage.Code)
+			meterbill.SetUsageValue(r.Context(), meterbill.Micros(2_500_000))
+			meterbill.AddUsageProperty(r.Context(), "region", "eu")
+		}, header: "7", wantCalls: "0", wantGB: "2.5"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := meterbill.NewMemoryMeter()
+			rec := newRecorder(t, m)
+			mw, err := meterbill.NewMiddleware(rec, calls.Code, meterbill.AccountFromHeader("X-Account"), tt.opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := httptest.NewRequest(http.MethodGet, "/", nil)
+			if tt.header != "" {
+				r.Header.Set("X-Account", tt.header)
+			}
+			mw(tt.handler).ServeHTTP(httptest.NewRecorder(), r)
+			if err := rec.Close(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			got := [2]string{total(t, m, 7, calls), total(t, m, 7, storage)}
+			if diff := cmp.Diff([2]string{tt.wantCalls, tt.wantGB}, got); diff != "" {
+				t.Errorf("recorded (-want +got):\n%s", diff)
+			}
+		})
+	}
+	if meterbill.SetUsageValue(context.Background(), meterbill.Units(1)) {
+		t.Error("SetUsageValue outside the middleware reported success")
+	}
+}
+
+// TestMiddlewareKeepsOptionalInterfaces: a flush and a hijack through the middleware work, over
+// a real connection, and the request is still recorded.
+func TestMiddlewareKeepsOptionalInterfaces(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	m := meterbill.NewMemoryMeter()
+	rec := newRecorder(t, m)
+	mw, err := meterbill.NewMiddleware(rec, calls.Code, meterbill.AccountFromHeader("X-Account"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/stream", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, "part 1\n")
+		if err := http.NewResponseController(w).Flush(); err != nil {
+			t.Errorf("Flush through the middleware: %v", err)
+		}
+	})
+	mux.HandleFunc("/upgrade", func(w http.ResponseWriter, _ *http.Request) {
+		conn, buf, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Errorf("Hijack through the middleware: %v", err)
+			return
+		}
+		defer func() { _ = conn.Close() }()
+		_, _ = buf.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\nhello")
+		_ = buf.Flush()
+	})
+	srv := httptest.NewServer(mw(mux))
+	defer srv.Close()
+
+	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/stream", nil)
+	req.Header.Set("X-Account", "7")
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if string(body) != "part 1\n" {
+		t.Errorf("streamed body %q", body)
+	}
+
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = conn.Close() }()
+	_, _ = io.WriteString(conn, "GET /upgrade HTTP/1.1\r\nHost: x\r\nX-Account: 7\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+	status, _ := bufio.NewReader(conn).ReadString('\n')
+	if !strings.HasPrefix(status, "HTTP/1.1 101") {
+		t.Errorf("hijacked connection answered %q", status)
+	}
+	srv.Client().CloseIdleConnections()
+	srv.Close()
+	if err := rec.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := total(t, m, 7, calls); got != "2" {
+		t.Errorf("recorded %s requests, want 2 (the stream and the upgrade)", got)
+	}
+}
+
+func TestNewMiddlewareRejects(t *testing.T) {
+	rec := newRecorder(t, meterbill.NewMemoryMeter())
+	defer func() { _ = rec.Close(context.Background()) }()
+	if _, err := meterbill.NewMiddleware(rec, "unknown", meterbill.AccountFromHeader("X")); !errors.Is(err, meterbill.ErrUnknownMetric) {
+		t.Errorf("unknown metric: %v", err)
+	}
+	if _, err := meterbill.NewMiddleware(rec, calls.Code, nil); err == nil {
+		t.Error("no account function accepted")
+	}
+	if _, err := meterbill.NewMiddleware(rec, calls.Code, meterbill.AccountFromHeader("X"), meterbill.WithBatchSize(3)); err == nil {
+		t.Error("a recorder option accepted by the middleware")
+	}
+}
