@@ -391,7 +391,10 @@ func TestMiddleware(t *testing.T) {
 		{name: "a successful request counts 1", handler: func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok") }, header: "7", wantCalls: "1", wantGB: "0"},
 		{name: "an implicit 200 counts", handler: func(http.ResponseWriter, *http.Request) {}, header: "7", wantCalls: "1", wantGB: "0"},
 		{name: "a 404 does not count", handler: func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNotFound) }, header: "7", wantCalls: "0", wantGB: "0"},
-		{name: "early hints then 200 counts", handler: func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusEarlyHints); w.WriteHeader(http.StatusOK) }, header: "7", wantCalls: "1", wantGB: "0"},
+		{name: "early hints then 200 counts", handler: func(w http.ResponseWriter, _ *http.Request) {
+			w.WriteHeader(http.StatusEarlyHints)
+			w.WriteHeader(http.StatusOK)
+		}, header: "7", wantCalls: "1", wantGB: "0"},
 		{name: "no account, not recorded", handler: func(http.ResponseWriter, *http.Request) {}, wantCalls: "0", wantGB: "0"},
 		{name: "count-if counts 404s too", handler: func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNotFound) }, header: "7", opts: []meterbill.Option{meterbill.WithCountIf(func(int) bool { return true })}, wantCalls: "1", wantGB: "0"},
 		{name: "default value", handler: func(http.ResponseWriter, *http.Request) {}, header: "7", opts: []meterbill.Option{meterbill.WithDefaultValue(meterbill.Units(3))}, wantCalls: "1", wantGB: "0"},
