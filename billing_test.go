@@ -3,9 +3,12 @@ package meterbill_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -446,5 +449,241 @@ func TestChangedPlanNeverTopsUpAnotherInvoicesRun(t *testing.T) {
 	sort.Slice(want, func(i, j int) bool { return fmt.Sprint(want[i]) < fmt.Sprint(want[j]) })
 	if diff := cmp.Diff(want, view(b.stripe.Items("cus_a"))); diff != "" {
 		t.Errorf("items mismatch (-want +got):\n%s", diff)
+	}
+}
+
+// replica is a second handler over the same meter and Stripe: another instance of the app,
+// sharing nothing with the first but Stripe.
+func (b *bridge) replica(t testing.TB, prices []meterbill.Price, opts ...meterbill.Option) *meterbill.Handler {
+	t.Helper()
+	plan, err := meterbill.NewPlan(prices...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := meterbill.NewStripeClient("sk_test_fake", meterbill.WithStripeURL(b.stripe.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts = append([]meterbill.Option{meterbill.WithRetryBackoff(time.Millisecond, 5*time.Millisecond)}, opts...)
+	h, err := meterbill.NewHandler(b.meter, sc, meterbill.SubscriptionMetadataAccount("meter_account"), plan, []string{secret}, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// TestTwoInvoicesOfOneCustomerAtOnce: two subscriptions of one customer renew together, and
+// two replicas bill their invoices at the same moment. The month's usage is billed once.
+func TestTwoInvoicesOfOneCustomerAtOnce(t *testing.T) {
+	for run := range 5 {
+		t.Run(fmt.Sprint("run ", run), func(t *testing.T) {
+			b := newBridge(t, billPlan)
+			b.record(t, 42, date(2026, 3, 1), date(2026, 5, 1), 100, "40")
+			b.invoice("in_sub1", "cus_a", 42, "draft", date(2026, 3, 1), date(2026, 4, 1))
+			b.invoice("in_sub2", "cus_a", 42, "draft", date(2026, 3, 1), date(2026, 4, 1))
+			other := b.replica(t, billPlan)
+			b.stripe.Inject(stripefake.Fault{Method: http.MethodPost, Path: "/v1/invoiceitems", Delay: 20 * time.Millisecond, Times: 2})
+			var wg sync.WaitGroup
+			wg.Go(func() { _, _ = b.handler.BillInvoice(context.Background(), "in_sub1") })
+			wg.Go(func() { _, _ = other.BillInvoice(context.Background(), "in_sub2") })
+			wg.Wait()
+			// Each line of the month exists once for the customer, on one of the two invoices.
+			got := view(b.stripe.Items("cus_a"))
+			for i := range got {
+				if got[i].Invoice != "in_sub1" && got[i].Invoice != "in_sub2" {
+					t.Errorf("item on invoice %q", got[i].Invoice)
+				}
+				got[i].Invoice = ""
+			}
+			sort.Slice(got, func(i, j int) bool { return fmt.Sprint(got[i]) < fmt.Sprint(got[j]) })
+			if diff := cmp.Diff(marchLines(""), got); diff != "" {
+				t.Errorf("items mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestStoredServerErrorMovesToAFreshKey: Stripe stored a 500 under a line's key without creating
+// the item. Retrying that key would replay the 500 for a day; the handler re-reads the ledger
+// and creates the line under a derived key.
+func TestStoredServerErrorMovesToAFreshKey(t *testing.T) {
+	tests := []struct {
+		name  string
+		fault stripefake.Fault
+	}{
+		{name: "stored 500", fault: stripefake.Fault{Method: http.MethodPost, Path: "/v1/invoiceitems", Status: 500, Stored: true}},
+		{name: "stored 429 lock_timeout", fault: stripefake.Fault{Method: http.MethodPost, Path: "/v1/invoiceitems", Status: 429, Code: "lock_timeout", Stored: true}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := newBridge(t, billPlan)
+			b.record(t, 42, date(2026, 3, 1), date(2026, 5, 1), 100, "40")
+			inv := b.invoice("in_mar", "cus_a", 42, "draft", date(2026, 3, 1), date(2026, 4, 1))
+			b.stripe.Inject(tt.fault)
+			if got := b.deliver(t, inv, "draft"); got != 200 {
+				t.Fatalf("status %d", got)
+			}
+			if diff := cmp.Diff(marchLines("in_mar"), view(b.stripe.Items("cus_a"))); diff != "" {
+				t.Errorf("items mismatch (-want +got):\n%s", diff)
+			}
+			derived := 0
+			for _, it := range b.stripe.Items("cus_a") {
+				if strings.HasSuffix(it.IdempotencyKey, "-r2") {
+					derived++
+				}
+			}
+			if derived != 1 {
+				t.Errorf("%d items under a derived key, want 1", derived)
+			}
+		})
+	}
+}
+
+// TestConcurrentDeliveriesWithChangingUsage: a second replica delivers while the first is still
+// creating lines, and usage grew in between. Stripe refuses the second's parameters under the
+// shared keys; it then finds the first's lines and completes them at the first's quantity.
+func TestConcurrentDeliveriesWithChangingUsage(t *testing.T) {
+	b := newBridge(t, billPlan)
+	b.record(t, 42, date(2026, 3, 1), date(2026, 5, 1), 100, "40")
+	b.invoice("in_mar", "cus_a", 42, "draft", date(2026, 3, 1), date(2026, 4, 1))
+	other := b.replica(t, billPlan)
+	// The first replica's first line is held in flight for a while.
+	b.stripe.Inject(stripefake.Fault{Method: http.MethodPost, Path: "/v1/invoiceitems", Delay: 100 * time.Millisecond})
+	first := make(chan *meterbill.Report, 1)
+	go func() { r, _ := b.handler.BillInvoice(context.Background(), "in_mar"); first <- r }()
+	time.Sleep(30 * time.Millisecond)
+	b.record(t, 42, date(2026, 3, 5), date(2026, 3, 6), 50, "20") // late usage arrives
+	second, err := other.BillInvoice(context.Background(), "in_mar")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := <-first; r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if second.Outcome == meterbill.OutcomeFailed {
+		t.Errorf("second replica: %+v", second)
+	}
+	// Whichever replica created a run's first line set its quantity (with or without the late
+	// usage); every line of the run is priced at it, once, so the tiers add up.
+	byRun := map[string][]stripefake.Item{}
+	for _, it := range b.stripe.Items("cus_a") {
+		byRun[it.Metadata["meterbill_metric"]] = append(byRun[it.Metadata["meterbill_metric"]], it)
+	}
+	wantQty := map[string][]string{"requests": {"3100", "3150"}, "gb_days": {"1240", "1260"}}
+	wantLines := map[string]int{"requests": 1, "gb_days": 3}
+	for metric, items := range byRun {
+		if len(items) != wantLines[metric] {
+			t.Errorf("%s: %d lines, want %d", metric, len(items), wantLines[metric])
+		}
+		qty := items[0].Metadata["meterbill_quantity"]
+		if !slices.Contains(wantQty[metric], qty) {
+			t.Errorf("%s priced at %s, want one of %v", metric, qty, wantQty[metric])
+		}
+		var sum meterbill.Value
+		tiers := map[string]bool{}
+		for _, it := range items {
+			if it.Metadata["meterbill_quantity"] != qty {
+				t.Errorf("%s: lines priced at %s and %s", metric, qty, it.Metadata["meterbill_quantity"])
+			}
+			if tiers[it.Metadata["meterbill_tier"]] {
+				t.Errorf("%s: tier %s twice", metric, it.Metadata["meterbill_tier"])
+			}
+			tiers[it.Metadata["meterbill_tier"]] = true
+			sum, _ = sum.Add(mustValue(t, it.Metadata["meterbill_line_qty"]))
+		}
+		if sum.String() != qty {
+			t.Errorf("%s: lines add up to %s, priced %s", metric, sum, qty)
+		}
+	}
+}
+
+// TestBillInvoiceRescuesAFinalizedInvoice: an invoice finalized without its usage (its webhook
+// failed for three days) is billed by BillInvoice as pending items for the next invoice, once.
+func TestBillInvoiceRescuesAFinalizedInvoice(t *testing.T) {
+	b := newBridge(t, billPlan)
+	b.record(t, 42, date(2026, 3, 1), date(2026, 5, 1), 100, "40")
+	inv := b.invoice("in_mar", "cus_a", 42, "open", date(2026, 3, 1), date(2026, 4, 1))
+	if got := b.deliver(t, inv, "open"); got != 200 || b.lastReport().Outcome != meterbill.OutcomeNotDraft {
+		t.Fatalf("the webhook for a finalized invoice: %d %q", got, b.lastReport().Outcome)
+	}
+	rep, err := b.handler.BillInvoice(context.Background(), "in_mar")
+	if err != nil || rep.Outcome != meterbill.OutcomePending {
+		t.Fatalf("BillInvoice = %+v, %v; want pending", rep, err)
+	}
+	if again, err := b.handler.BillInvoice(context.Background(), "in_mar"); err != nil || again.Outcome != meterbill.OutcomeAlreadyBilled {
+		t.Errorf("second BillInvoice = %+v, %v; want already_billed", again, err)
+	}
+	if diff := cmp.Diff(marchLines(""), view(b.stripe.Items("cus_a"))); diff != "" {
+		t.Errorf("items mismatch (-want +got):\n%s", diff)
+	}
+}
+
+func TestBillInvoiceHonoursTheDeadline(t *testing.T) {
+	b := newBridge(t, billPlan, meterbill.WithDeadline(200*time.Millisecond))
+	b.record(t, 42, date(2026, 3, 1), date(2026, 4, 1), 10, "")
+	b.invoice("in_mar", "cus_a", 42, "draft", date(2026, 3, 1), date(2026, 4, 1))
+	b.stripe.Inject(stripefake.Fault{Method: http.MethodGet, Path: "/v1/invoiceitems", Status: 503, Times: 1 << 20})
+	start := time.Now()
+	_, err := b.handler.BillInvoice(context.Background(), "in_mar")
+	if err == nil || time.Since(start) > 3*time.Second {
+		t.Errorf("BillInvoice = %v after %s; want a failure near the 200 ms deadline", err, time.Since(start))
+	}
+}
+
+// TestSplitRunIsPricedOnce: a manual invoice billed the middle of March; the renewal bills the
+// rest of the month as one priced set: the included units come off once.
+func TestSplitRunIsPricedOnce(t *testing.T) {
+	b := newBridge(t, billPlan)
+	b.record(t, 42, date(2026, 3, 1), date(2026, 5, 1), 100, "40")
+	manual := b.invoice("in_manual", "cus_a", 42, "draft", date(2026, 3, 10), date(2026, 3, 20))
+	b.deliver(t, manual, "draft")
+	renewal := b.invoice("in_mar", "cus_a", 42, "draft", date(2026, 3, 1), date(2026, 4, 1))
+	b.deliver(t, renewal, "draft")
+	want := []itemView{
+		// Mar 10 to Mar 20: 10 days, 400 GB-days.
+		{Invoice: "in_manual", Desc: "Storage (tier 1): 100", Amount: 0, From: "2026-03-10", To: "2026-03-20", Tier: "1"},
+		{Invoice: "in_manual", Desc: "Storage (tier 2): 300", Amount: 600, From: "2026-03-10", To: "2026-03-20", Tier: "2"},
+		{Invoice: "in_mar", Desc: "Requests: 3100", Amount: 310, From: "2026-03-01", To: "2026-04-01", Tier: "0"},
+		// Mar 1 to 10 and Mar 20 to Apr 1: 21 days, 840 GB-days, priced together.
+		{Invoice: "in_mar", Desc: "Storage (tier 1): 100", Amount: 0, From: "2026-03-01", To: "2026-04-01", Tier: "1"},
+		{Invoice: "in_mar", Desc: "Storage (tier 2): 740", Amount: 1480, From: "2026-03-01", To: "2026-04-01", Tier: "2"},
+	}
+	sort.Slice(want, func(i, j int) bool { return fmt.Sprint(want[i]) < fmt.Sprint(want[j]) })
+	if diff := cmp.Diff(want, view(b.stripe.Items("cus_a"))); diff != "" {
+		t.Errorf("items mismatch (-want +got):\n%s", diff)
+	}
+	// A redelivery of the renewal finds both runs covered.
+	if got := b.deliver(t, renewal, "draft"); got != 200 || b.lastReport().Outcome != meterbill.OutcomeAlreadyBilled {
+		t.Errorf("redelivery: %d %q", got, b.lastReport().Outcome)
+	}
+}
+
+func TestResolverReturningAccountZeroIsRefused(t *testing.T) {
+	b := newBridge(t, billPlan)
+	b.invoice("in_mar", "cus_a", 42, "draft", date(2026, 3, 1), date(2026, 4, 1))
+	zero := meterbill.AccountResolverFunc(func(context.Context, meterbill.Customer) (uint64, error) { return 0, nil })
+	plan, _ := meterbill.NewPlan(billPlan...)
+	sc, _ := meterbill.NewStripeClient("sk_test_fake", meterbill.WithStripeURL(b.stripe.URL))
+	h, err := meterbill.NewHandler(b.meter, sc, zero, plan, []string{secret}, meterbill.WithZeroUsageLines(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.BillInvoice(context.Background(), "in_mar"); !errors.Is(err, meterbill.ErrInvalidAccount) {
+		t.Errorf("BillInvoice = %v, want ErrInvalidAccount", err)
+	}
+	if n := len(b.stripe.Items("cus_a")); n != 0 {
+		t.Errorf("%d items written for account 0", n)
+	}
+}
+
+func TestHandlerNeverPrintsItsSecrets(t *testing.T) {
+	b := newBridge(t, billPlan)
+	var logs bytes.Buffer
+	logger := slog.New(slog.NewJSONHandler(&logs, nil))
+	logger.Info("handler", "h", b.handler)
+	for _, s := range []string{fmt.Sprintf("%v", b.handler), fmt.Sprintf("%+v", b.handler), fmt.Sprintf("%#v", b.handler), logs.String()} {
+		if strings.Contains(s, secret) {
+			t.Errorf("the signing secret leaks: %.200s", s)
+		}
 	}
 }

@@ -2,7 +2,13 @@ package meterbill_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net/http"
+	"os"
 	"time"
 
 	"github.com/meterbill/meterbill"
@@ -82,4 +88,96 @@ func ExampleParseValue() {
 	// 0.000001 <nil>
 	// 0 meterbill: invalid value "0.0000001": more than 6 decimal places (the meter stores millionths)
 	// 0 meterbill: invalid value "-1": negative
+}
+
+// The webhook handler mounted on net/http. Register the route with Stripe for invoice.created.
+func ExampleNewHandler() {
+	ctx := context.Background()
+	meter := meterbill.NewMemoryMeter()
+	calls := meterbill.Metric{Code: "api_calls", Aggregation: meterbill.Count, Period: meterbill.Calendar, CycleDay: 1}
+	plan, err := meterbill.NewPlan(meterbill.Price{Metric: calls, Description: "API calls",
+		Currencies: map[string][]meterbill.Tier{"usd": {{Unit: "0.1"}}}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := meter.Define(ctx, plan.Metrics()...); err != nil {
+		log.Fatal(err)
+	}
+	sc, err := meterbill.NewStripeClient(os.Getenv("STRIPE_SECRET_KEY"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	handler, err := meterbill.NewHandler(meter, sc, meterbill.SubscriptionMetadataAccount("meter_account"), plan,
+		[]string{os.Getenv("STRIPE_WEBHOOK_SECRET")}, meterbill.WithLogger(slog.Default()))
+	if err != nil {
+		log.Fatal(err)
+	}
+	http.Handle("POST /webhook", handler)
+	log.Fatal(http.ListenAndServe(":4242", nil))
+}
+
+// A back-fill: bill one invoice by id, for example after a mapping was fixed.
+func ExampleHandler_BillInvoice() {
+	var handler *meterbill.Handler // built with NewHandler
+	report, err := handler.BillInvoice(context.Background(), "in_1Q2w3E4r5T6y")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(report.Outcome, len(report.Created), "lines")
+}
+
+// Resolvers combine: the subscription's metadata first (no API call), then the customer's (one
+// call, cached), which can be fixed after the fact.
+func ExampleFirstAccount() {
+	sc, err := meterbill.NewStripeClient(os.Getenv("STRIPE_SECRET_KEY"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	byCustomer, err := meterbill.CustomerMetadataAccount(sc, "meter_account", meterbill.WithCache(50_000, time.Hour))
+	if err != nil {
+		log.Fatal(err)
+	}
+	resolver := meterbill.FirstAccount(meterbill.SubscriptionMetadataAccount("meter_account"), byCustomer)
+	_ = resolver
+}
+
+func ExampleAccountResolverFunc() {
+	accounts := map[string]uint64{"cus_Acme": 1001} // e.g. your users table
+	resolver := meterbill.AccountResolverFunc(func(_ context.Context, c meterbill.Customer) (uint64, error) {
+		if acct, ok := accounts[c.ID]; ok {
+			return acct, nil
+		}
+		return 0, meterbill.ErrUnknownCustomer
+	})
+	acct, err := resolver.ResolveAccount(context.Background(), meterbill.Customer{ID: "cus_Acme"})
+	fmt.Println(acct, err)
+	_, err = resolver.ResolveAccount(context.Background(), meterbill.Customer{ID: "cus_Other"})
+	fmt.Println(errors.Is(err, meterbill.ErrUnknownCustomer))
+	// Output:
+	// 1001 <nil>
+	// true
+}
+
+// Usage middleware: every successful request of the wrapped API counts one call.
+func ExampleNewMiddleware() {
+	ctx := context.Background()
+	meter := meterbill.NewMemoryMeter()
+	calls := meterbill.Metric{Code: "api_calls", Aggregation: meterbill.Count, Period: meterbill.Calendar, CycleDay: 1}
+	rec, err := meterbill.NewRecorder(ctx, meter, []meterbill.Metric{calls})
+	if err != nil {
+		log.Fatal(err)
+	}
+	// The account comes from your authentication; here, a header set by a trusted gateway.
+	usage, err := meterbill.NewMiddleware(rec, calls.Code, meterbill.AccountFromHeader("X-Account-Id"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer func() { _ = rec.Close(ctx) }() // at shutdown: delivers what is queued
+	api := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Has("bulk") {
+			meterbill.SetUsageValue(r.Context(), meterbill.Units(10)) // this request counts 10
+		}
+		_, _ = io.WriteString(w, "ok")
+	})
+	http.Handle("/api/", usage(api))
 }

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -17,6 +19,7 @@ import (
 	"github.com/meterbill/meterbill/internal/fixed"
 	"github.com/meterbill/meterbill/internal/ledger"
 	"github.com/meterbill/meterbill/internal/money"
+	"github.com/meterbill/meterbill/internal/period"
 	"github.com/meterbill/meterbill/internal/stripeapi"
 	"github.com/meterbill/meterbill/internal/stripeevent"
 )
@@ -491,7 +494,7 @@ type Report struct {
 
 // maxRounds bounds how often one handling re-reads the ledger after Stripe answered a create
 // with a 5xx or an idempotency conflict.
-const maxRounds = 6
+const maxRounds = 10
 
 var _ http.Handler = (*Handler)(nil)
 
@@ -504,23 +507,66 @@ type Handler struct {
 	stripe   StripeClient
 	resolver AccountResolver
 	pricer   Pricer
-	secrets  []string
+	secrets  *secrets // a pointer, so that printing a Handler shows an address, never a secret
 	o        *options
 	backoff  backoff.Policy
+	locks    keyedMutex // one billing at a time per customer, within this process
+}
+
+// secrets holds the signing secrets. It never prints them: not with %v, %+v, %#v or slog.
+type secrets struct{ list []string }
+
+func (s *secrets) String() string             { return fmt.Sprintf("[%d redacted secrets]", len(s.list)) }
+func (s *secrets) GoString() string           { return s.String() }
+func (s *secrets) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, s.String()) }
+func (s *secrets) LogValue() slog.Value       { return slog.StringValue(s.String()) }
+
+// keyedMutex serialises work per key (a customer), creating and dropping locks as needed.
+type keyedMutex struct {
+	mu    sync.Mutex
+	locks map[string]*keyedLock
+}
+
+type keyedLock struct {
+	sync.Mutex
+	refs int
+}
+
+func (k *keyedMutex) lock(key string) (unlock func()) {
+	k.mu.Lock()
+	if k.locks == nil {
+		k.locks = map[string]*keyedLock{}
+	}
+	l := k.locks[key]
+	if l == nil {
+		l = &keyedLock{}
+		k.locks[key] = l
+	}
+	l.refs++
+	k.mu.Unlock()
+	l.Lock()
+	return func() {
+		l.Unlock()
+		k.mu.Lock()
+		if l.refs--; l.refs == 0 {
+			delete(k.locks, key)
+		}
+		k.mu.Unlock()
+	}
 }
 
 // NewHandler returns the webhook handler. secrets are the endpoint's signing secrets
 // ("whsec_…"); list both the old and the new one while you roll a secret. Options:
 // [WithMaxBodyBytes], [WithTolerance], [WithDeadline], [WithZeroUsageLines],
 // [WithErrorHandler], [WithReportHook], [WithLogger].
-func NewHandler(meter Meter, stripe StripeClient, resolver AccountResolver, pricer Pricer, secrets []string, opts ...Option) (*Handler, error) {
+func NewHandler(meter Meter, stripe StripeClient, resolver AccountResolver, pricer Pricer, secretList []string, opts ...Option) (*Handler, error) {
 	switch {
 	case meter == nil || stripe == nil || resolver == nil || pricer == nil:
 		return nil, errors.New("meterbill: NewHandler needs a meter, a Stripe client, a resolver and a pricer")
-	case len(secrets) == 0:
+	case len(secretList) == 0:
 		return nil, errors.New("meterbill: NewHandler needs the endpoint's signing secret")
 	}
-	for i, s := range secrets {
+	for i, s := range secretList {
 		if !strings.HasPrefix(s, "whsec_") || len(s) < len("whsec_")+8 {
 			return nil, fmt.Errorf("meterbill: signing secret %d is not a webhook secret (whsec_…)", i+1)
 		}
@@ -534,7 +580,7 @@ func NewHandler(meter Meter, stripe StripeClient, resolver AccountResolver, pric
 	}
 	return &Handler{
 		meter: meter, stripe: stripe, resolver: resolver, pricer: pricer,
-		secrets: append([]string(nil), secrets...), o: o,
+		secrets: &secrets{list: append([]string(nil), secretList...)}, o: o,
 		backoff: backoff.Policy{Base: o.retryBase, Max: o.retryMax},
 	}, nil
 }
@@ -559,7 +605,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	if err := stripeevent.Verify(payload, r.Header.Get("Stripe-Signature"), h.secrets, h.o.tolerance, h.o.now()); err != nil {
+	if err := stripeevent.Verify(payload, r.Header.Get("Stripe-Signature"), h.secrets.list, h.o.tolerance, h.o.now()); err != nil {
 		h.fail(w, r, fmt.Errorf("%w: %w", ErrBadSignature, err))
 		return
 	}
@@ -580,7 +626,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), h.o.deadline)
 	defer cancel()
 	sc := &countingStripe{StripeClient: h.stripe}
-	rep := h.billWith(ctx, sc, inv)
+	rep := h.billWith(ctx, sc, inv, false)
 	rep.Event, rep.StripeRequests = ev.ID, int(sc.n.Load())
 	h.report(rep)
 	if rep.Err != nil {
@@ -591,16 +637,21 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // BillInvoice does for one invoice what the webhook does, without HTTP: for back-fills, support
-// and tests. It is safe to call any number of times, concurrently with the webhook too. The
+// and tests. It is safe to call any number of times, concurrently with the webhook too, and it
+// works within the handler's deadline ([WithDeadline]). Unlike the webhook, it also bills an
+// invoice that is no longer a draft (one finalized after its webhook failed for three days, say):
+// the lines become pending invoice items that Stripe adds to the customer's next invoice. The
 // returned error is the Report's Err.
 func (h *Handler) BillInvoice(ctx context.Context, invoiceID string) (*Report, error) {
+	ctx, cancel := context.WithTimeout(ctx, h.o.deadline)
+	defer cancel()
 	sc := &countingStripe{StripeClient: h.stripe}
 	inv, err := retry(ctx, h, func() (StripeInvoice, error) { return sc.Invoice(ctx, invoiceID) })
 	var rep *Report
 	if err != nil {
-		rep = &Report{Invoice: invoiceID, Outcome: OutcomeFailed, Err: err}
+		rep = &Report{Invoice: invoiceID, Outcome: OutcomeFailed, Err: fmt.Errorf("meterbill: invoice %s: %w", invoiceID, err)}
 	} else {
-		rep = h.billWith(ctx, sc, inv)
+		rep = h.billWith(ctx, sc, inv, true)
 	}
 	rep.StripeRequests = int(sc.n.Load())
 	h.report(rep)
@@ -679,8 +730,9 @@ func retry[T any](ctx context.Context, h *Handler, f func() (T, error)) (T, erro
 // action is one line to create.
 type action struct {
 	metric   Metric
-	from, to time.Time
-	quantity Value // the whole run's usage, as priced
+	from, to time.Time      // the span of the buckets priced
+	runs     [][2]time.Time // the runs of contiguous buckets in the span, when more than one
+	quantity Value          // the usage of all of them, as priced
 	line     Line
 }
 
@@ -689,31 +741,43 @@ type action struct {
 // prices them all before writing anything, then creates them under deterministic idempotency
 // keys. After a 5xx or an idempotency conflict it re-reads the ledger, so a line Stripe created
 // despite the error is never created twice.
-func (h *Handler) billWith(ctx context.Context, sc StripeClient, inv StripeInvoice) *Report {
+//
+// With pendingIfFinal, an invoice that is no longer a draft is billed as pending items; without
+// it (the webhook), such an invoice is left alone.
+func (h *Handler) billWith(ctx context.Context, sc StripeClient, inv StripeInvoice, pendingIfFinal bool) *Report {
 	rep := &Report{Invoice: inv.ID, Customer: inv.Customer, Window: Period{Start: inv.PeriodStart, End: inv.PeriodEnd}}
 	fail := func(err error) *Report {
 		rep.Outcome, rep.Err = OutcomeFailed, fmt.Errorf("meterbill: invoice %s: %w", inv.ID, err)
 		return rep
 	}
+	pending := false
 	if inv.Status != "draft" {
-		rep.Outcome = OutcomeNotDraft
-		return rep
+		if !pendingIfFinal {
+			rep.Outcome = OutcomeNotDraft
+			return rep
+		}
+		pending = true
 	}
 	acct, err := h.resolver.ResolveAccount(ctx, Customer{ID: inv.Customer, SubscriptionMetadata: inv.SubscriptionMetadata})
 	if errors.Is(err, ErrUnknownCustomer) {
 		rep.Outcome = OutcomeUnknownCustomer
 		return rep
 	}
+	if err == nil && acct == 0 {
+		err = fmt.Errorf("%w: the resolver returned account 0 for customer %s", ErrInvalidAccount, quote(inv.Customer))
+	}
 	if err != nil {
 		return fail(err)
 	}
 	rep.Account = acct
+	// Within this process, one billing per customer at a time: two invoices of one customer
+	// (two subscriptions renewing together) then never race for the same buckets.
+	defer h.locks.lock(inv.Customer)()
 	if inv.PeriodStart.Before(minTime) || inv.PeriodEnd.After(maxTime) || inv.PeriodEnd.Before(inv.PeriodStart) {
 		return fail(fmt.Errorf("%w: invoice period %s", ErrInvalidPeriod, rep.Window))
 	}
 
 	gens := map[string]int{} // idempotency key generation per line, bumped after Stripe stored a failure
-	pending := false
 	for round := 1; ; round++ {
 		if round > maxRounds {
 			return fail(fmt.Errorf("gave up after %d rounds of conflicting Stripe answers", maxRounds))
@@ -747,13 +811,13 @@ func (h *Handler) billWith(ctx context.Context, sc StripeClient, inv StripeInvoi
 		reread := false
 		for _, a := range todo {
 			item := h.item(inv, acct, a, pending)
-			base := ledger.Key(inv.ID, acct, a.metric.Code, a.from, a.to, a.line.Tier, 1, pending)
-			key := ledger.Key(inv.ID, acct, a.metric.Code, a.from, a.to, a.line.Tier, max(gens[base], 1), pending)
+			base := ledger.Key(inv.Customer, acct, a.metric.Code, a.from, a.to, a.line.Tier, 1, pending)
+			key := ledger.Key(inv.Customer, acct, a.metric.Code, a.from, a.to, a.line.Tier, max(gens[base], 1), pending)
 			created, err := retry(ctx, h, func() (InvoiceItem, error) {
 				it, err := sc.CreateInvoiceItem(ctx, item, key)
 				var se *StripeError
-				if errors.As(err, &se) && se.Status >= 500 {
-					// Stripe may have stored this failure under the key (it replays 5xx for a
+				if errors.As(err, &se) && (se.Status >= 500 || se.Code == "lock_timeout") {
+					// Stripe may have stored this failure under the key (it replays a 5xx for a
 					// day): re-read the ledger rather than retry the key.
 					return it, &stopRetry{err}
 				}
@@ -835,9 +899,8 @@ func (h *Handler) plan(ctx context.Context, inv StripeInvoice, acct uint64, entr
 			if e.Metric != m.Code {
 				continue
 			}
-			from, to := e.From.UnixNano(), e.To.UnixNano()
-			covered = append(covered, [2]int64{from, to})
-			if from < winTo && winFrom < to {
+			covered = append(covered, e.Covered()...)
+			if from, to := e.From.UnixNano(), e.To.UnixNano(); from < winTo && winFrom < to {
 				runs[[2]int64{from, to}] = append(runs[[2]int64{from, to}], e)
 			}
 		}
@@ -865,25 +928,33 @@ func (h *Handler) plan(ctx context.Context, inv StripeInvoice, acct uint64, entr
 			}
 			for _, l := range lines {
 				if !have[l.Tier] {
-					todo = append(todo, action{metric: m, from: from, to: to, quantity: qty, line: l})
+					todo = append(todo, action{metric: m, from: from, to: to, runs: es[0].Runs, quantity: qty, line: l})
 				}
 			}
 		}
-		// Buckets never billed: one run of contiguous buckets, one line per tier.
-		for _, r := range ledger.Uncovered(spec, run, covered) {
-			f, t := r.Window(spec)
-			from, to := unixUTC(f), unixUTC(t)
-			u, err := h.meter.Query(ctx, acct, m, Period{Start: from, End: to})
-			if err != nil {
-				return nil, 0, fmt.Errorf("querying %s of account %d: %w", m.Code, acct, err)
+		// Buckets never billed, priced together: one line, or one per tier, whatever runs
+		// they form (a stretch in between may have been billed on another invoice).
+		runsTodo := ledger.Uncovered(spec, run, covered)
+		if len(runsTodo) == 0 {
+			continue
+		}
+		if ledger.TooManyRuns(len(runsTodo)) {
+			return nil, 0, fmt.Errorf("%s of account %d: %d separate runs of unbilled periods, more than one item can record", m.Code, acct, len(runsTodo))
+		}
+		u, spans, err := h.usageOf(ctx, acct, m, spec, runsTodo)
+		if err != nil {
+			return nil, 0, err
+		}
+		lines, err := h.price(ctx, inv.Currency, u)
+		if err != nil {
+			return nil, 0, err
+		}
+		for _, l := range lines {
+			a := action{metric: m, from: u.Window.Start, to: u.Window.End, quantity: u.Value, line: l}
+			if len(spans) > 1 {
+				a.runs = spans
 			}
-			lines, err := h.price(ctx, inv.Currency, u)
-			if err != nil {
-				return nil, 0, err
-			}
-			for _, l := range lines {
-				todo = append(todo, action{metric: m, from: from, to: to, quantity: u.Value, line: l})
-			}
+			todo = append(todo, a)
 		}
 	}
 	return todo, existing, nil
@@ -916,7 +987,7 @@ func (h *Handler) item(inv StripeInvoice, acct uint64, a action, pending bool) I
 		Customer: inv.Customer, Invoice: inv.ID, Currency: inv.Currency, Description: desc, Amount: a.line.Amount,
 		PeriodStart: a.from, PeriodEnd: a.to,
 		Metadata: ledger.Encode(ledger.Entry{
-			Account: acct, Metric: a.metric.Code, Period: ledger.SpecString(a.metric.spec()), From: a.from, To: a.to,
+			Account: acct, Metric: a.metric.Code, Period: ledger.SpecString(a.metric.spec()), From: a.from, To: a.to, Runs: a.runs,
 			Quantity: a.quantity.String(), Tier: a.line.Tier, LineQty: a.line.Quantity.String(), UnitPrice: a.line.UnitPrice, Invoice: inv.ID,
 		}),
 	}
@@ -924,4 +995,42 @@ func (h *Handler) item(inv StripeInvoice, acct uint64, a action, pending bool) I
 		it.Invoice = ""
 	}
 	return it
+}
+
+// usageOf queries each run of buckets and merges them as the meter merges buckets: counts and
+// sums add, Max takes the largest, Latest the newest reading. It returns the merged usage over
+// the span of the runs, and the runs as times.
+func (h *Handler) usageOf(ctx context.Context, acct uint64, m Metric, spec period.Spec, runs []ledger.Run) (Usage, [][2]time.Time, error) {
+	var merged Usage
+	spans := make([][2]time.Time, len(runs))
+	for i, r := range runs {
+		f, t := r.Window(spec)
+		from, to := unixUTC(f), unixUTC(t)
+		spans[i] = [2]time.Time{from, to}
+		u, err := h.meter.Query(ctx, acct, m, Period{Start: from, End: to})
+		if err != nil {
+			return Usage{}, nil, fmt.Errorf("querying %s of account %d: %w", m.Code, acct, err)
+		}
+		if i == 0 {
+			merged = u
+			continue
+		}
+		switch m.Aggregation {
+		case Max:
+			if u.Value.Cmp(merged.Value) > 0 {
+				merged.Value = u.Value
+			}
+		case Latest:
+			if u.LatestAt.After(merged.LatestAt) {
+				merged.Value, merged.LatestAt = u.Value, u.LatestAt
+			}
+		default: // Count, Sum, CountUnique add, as across a meter's buckets
+			var ok bool
+			if merged.Value, ok = merged.Value.Add(u.Value); !ok {
+				return Usage{}, nil, fmt.Errorf("%w: usage of %s overflows", ErrAmountOverflow, m.Code)
+			}
+		}
+	}
+	merged.Window = Period{Start: spans[0][0], End: spans[len(spans)-1][1]}
+	return merged, spans, nil
 }

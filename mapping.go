@@ -43,6 +43,8 @@ type AccountResolver interface {
 // AccountResolverFunc adapts a function to [AccountResolver].
 type AccountResolverFunc func(ctx context.Context, c Customer) (uint64, error)
 
+var _ AccountResolver = AccountResolverFunc(nil)
+
 // ResolveAccount calls f.
 func (f AccountResolverFunc) ResolveAccount(ctx context.Context, c Customer) (uint64, error) {
 	return f(ctx, c)

@@ -135,9 +135,9 @@ func WithMaxBodyBytes(n int64) Option {
 	return option{"WithMaxBodyBytes", forHandler, func(o *options) { o.maxBody = n }}
 }
 
-// WithTolerance sets how old (or how far in the future) a webhook's signed timestamp may be. It
-// applies to [NewHandler]. Defaults to 300 seconds, Stripe's own tolerance; Stripe signs every
-// delivery attempt afresh, so redeliveries days later still pass.
+// WithTolerance sets how old (or how far in the future) a webhook's signed timestamp may be;
+// Stripe signs every delivery attempt afresh, so redeliveries days later still pass. It applies
+// to [NewHandler]. Defaults to 300 seconds, Stripe's own tolerance.
 func WithTolerance(d time.Duration) Option {
 	return option{"WithTolerance", forHandler, func(o *options) { o.tolerance = d }}
 }

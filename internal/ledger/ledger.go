@@ -10,15 +10,18 @@
 //	meterbill_period     the metric's period type: "calendar/<cycle day>", "day" or "week"
 //	meterbill_from       start of the first bucket billed, RFC 3339 UTC
 //	meterbill_to         end of the last bucket billed (exclusive), RFC 3339 UTC
+//	meterbill_runs       only when the buckets billed are not contiguous (some in between were
+//	                     billed elsewhere): the runs, as unix seconds "from-to,from-to,…"
 //	meterbill_quantity   the usage of the whole run as it was priced
 //	meterbill_tier       1-based tier for tiered prices, 0 otherwise
 //	meterbill_line_qty   the quantity this line prices
 //	meterbill_unit_price the unit price, minor units, exact decimal
 //	meterbill_invoice    the invoice the line was made for
 //
-// A "run" is a set of contiguous buckets of one metric billed together (a DAY metric on a monthly
-// invoice is one run of about thirty buckets). A bucket is billed when some item's [from, to)
-// covers it for the same account and metric.
+// A "run" is a set of contiguous buckets of one metric (a DAY metric on a monthly invoice is one
+// run of about thirty buckets). The buckets one invoice bills for one metric are priced together,
+// as one line or one per tier, even when they form several runs. A bucket is billed when one of
+// some item's runs covers it, for the same account and metric.
 package ledger
 
 import (
@@ -40,6 +43,7 @@ const (
 	KeyPeriod    = Prefix + "period"
 	KeyFrom      = Prefix + "from"
 	KeyTo        = Prefix + "to"
+	KeyRuns      = Prefix + "runs"
 	KeyQuantity  = Prefix + "quantity"
 	KeyTier      = Prefix + "tier"
 	KeyLineQty   = Prefix + "line_qty"
@@ -52,12 +56,16 @@ const (
 // trusted, so billing must stop rather than risk a double bill.
 var ErrMalformed = errors.New("malformed meterbill metadata")
 
+// maxRuns bounds the runs one item records, to stay within Stripe's 500-character values.
+const maxRuns = 20
+
 // Entry is one item's ledger record.
 type Entry struct {
 	Account   uint64
 	Metric    string
 	Period    string // see SpecString
 	From, To  time.Time
+	Runs      [][2]time.Time // the runs billed, when more than one; nil means [From, To)
 	Quantity  string
 	Tier      int
 	LineQty   string
@@ -75,7 +83,7 @@ func SpecString(s period.Spec) string {
 
 // Encode returns e's metadata.
 func Encode(e Entry) map[string]string {
-	return map[string]string{
+	md := map[string]string{
 		KeyVersion:   version,
 		KeyAccount:   strconv.FormatUint(e.Account, 10),
 		KeyMetric:    e.Metric,
@@ -88,6 +96,50 @@ func Encode(e Entry) map[string]string {
 		KeyUnitPrice: e.UnitPrice,
 		KeyInvoice:   e.Invoice,
 	}
+	if len(e.Runs) > 1 {
+		parts := make([]string, len(e.Runs))
+		for i, r := range e.Runs {
+			parts[i] = strconv.FormatInt(r[0].Unix(), 10) + "-" + strconv.FormatInt(r[1].Unix(), 10)
+		}
+		md[KeyRuns] = strings.Join(parts, ",")
+	}
+	return md
+}
+
+// Covered returns the ranges e bills, as [from, to) in Unix nanoseconds.
+func (e Entry) Covered() [][2]int64 {
+	if len(e.Runs) == 0 {
+		return [][2]int64{{e.From.UnixNano(), e.To.UnixNano()}}
+	}
+	out := make([][2]int64, len(e.Runs))
+	for i, r := range e.Runs {
+		out[i] = [2]int64{r[0].UnixNano(), r[1].UnixNano()}
+	}
+	return out
+}
+
+// TooManyRuns reports whether runs cannot be recorded on one item.
+func TooManyRuns(n int) bool { return n > maxRuns }
+
+func decodeRuns(v string, from, to time.Time) ([][2]time.Time, error) {
+	if v == "" {
+		return nil, nil
+	}
+	var runs [][2]time.Time
+	for part := range strings.SplitSeq(v, ",") {
+		a, b, ok := strings.Cut(part, "-")
+		f, err1 := strconv.ParseInt(a, 10, 64)
+		t, err2 := strconv.ParseInt(b, 10, 64)
+		if !ok || err1 != nil || err2 != nil || f >= t || len(runs) >= maxRuns {
+			return nil, fmt.Errorf("%w: runs %.60q", ErrMalformed, v)
+		}
+		r := [2]time.Time{time.Unix(f, 0).UTC(), time.Unix(t, 0).UTC()}
+		if r[0].Before(from) || r[1].After(to) || (len(runs) > 0 && r[0].Before(runs[len(runs)-1][1])) {
+			return nil, fmt.Errorf("%w: runs %.60q outside [from, to) or out of order", ErrMalformed, v)
+		}
+		runs = append(runs, r)
+	}
+	return runs, nil
 }
 
 // Decode reads an item's metadata. ok is false for items meterbill did not make (no version
@@ -115,6 +167,9 @@ func Decode(md map[string]string) (e Entry, ok bool, err error) {
 	}
 	if e.Tier, err = strconv.Atoi(md[KeyTier]); err != nil || e.Tier < 0 {
 		return Entry{}, true, fmt.Errorf("%w: tier %q", ErrMalformed, md[KeyTier])
+	}
+	if e.Runs, err = decodeRuns(md[KeyRuns], e.From, e.To); err != nil {
+		return Entry{}, true, err
 	}
 	return e, true, nil
 }
@@ -169,15 +224,16 @@ func Uncovered(s period.Spec, r Run, covered [][2]int64) []Run {
 	}
 }
 
-// Key returns the idempotency key for one line: deterministic per (invoice, account, metric,
-// run, tier), so concurrent deliveries converge on one item even when their usage differs, and
-// short enough for Stripe's 255-character limit. gen > 1 derives a fresh key after Stripe
-// stored a failure under the previous one; pending marks the fallback to a pending item.
-func Key(invoice string, account uint64, metric string, from, to time.Time, tier, gen int, pending bool) string {
+// Key returns the idempotency key for one line: deterministic per (customer, account, metric,
+// span of buckets, tier), and short enough for Stripe's 255-character limit. It names the
+// customer rather than the invoice on purpose: two invoices of one customer billed at the same
+// moment (two subscriptions renewing together) compute the same lines under the same keys, so
+// Stripe lets one create them and refuses the other's parameters, which then finds them in the
+// ledger. gen > 1 derives a fresh key after Stripe stored a failure under the previous one;
+// pending marks the fallback to a pending item.
+func Key(customer string, account uint64, metric string, from, to time.Time, tier, gen int, pending bool) string {
 	var b strings.Builder
-	b.WriteString("meterbill-")
-	b.WriteString(invoice)
-	fmt.Fprintf(&b, "-%d-%x-%d-%d-t%d", account, fnv64(metric), from.Unix(), to.Unix(), tier)
+	fmt.Fprintf(&b, "meterbill-%x-%d-%x-%d-%d-t%d", fnv64(customer), account, fnv64(metric), from.Unix(), to.Unix(), tier)
 	if pending {
 		b.WriteString("-pending")
 	}

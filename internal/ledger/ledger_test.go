@@ -170,3 +170,30 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+func TestRunsRoundTrip(t *testing.T) {
+	d := func(m time.Month, day int) time.Time { return time.Date(2026, m, day, 0, 0, 0, 0, time.UTC) }
+	e := Entry{Account: 1, Metric: "gb", Period: "day", From: d(3, 1), To: d(4, 1), Quantity: "840", Tier: 1,
+		Runs: [][2]time.Time{{d(3, 1), d(3, 10)}, {d(3, 20), d(4, 1)}}}
+	got, ok, err := Decode(Encode(e))
+	if err != nil || !ok {
+		t.Fatalf("Decode = %v, %v", ok, err)
+	}
+	if diff := cmp.Diff(e, got); diff != "" {
+		t.Errorf("round trip mismatch (-want +got):\n%s", diff)
+	}
+	want := [][2]int64{{d(3, 1).UnixNano(), d(3, 10).UnixNano()}, {d(3, 20).UnixNano(), d(4, 1).UnixNano()}}
+	if diff := cmp.Diff(want, got.Covered()); diff != "" {
+		t.Errorf("Covered mismatch (-want +got):\n%s", diff)
+	}
+	for _, bad := range []string{"x", "5-3", "1772323200-1773100800,1772323200-1773100800", "1-2"} {
+		md := Encode(e)
+		md[KeyRuns] = bad
+		if _, _, err := Decode(md); !errors.Is(err, ErrMalformed) {
+			t.Errorf("runs %q: Decode = %v, want ErrMalformed", bad, err)
+		}
+	}
+	if md := Encode(Entry{Account: 1, Metric: "m", From: d(3, 1), To: d(4, 1), Quantity: "1"}); md[KeyRuns] != "" {
+		t.Errorf("a single run wrote %s=%q", KeyRuns, md[KeyRuns])
+	}
+}

@@ -40,15 +40,17 @@ func Verify(payload []byte, header string, secrets []string, tolerance time.Dura
 	return nil
 }
 
-// signedAt returns the t= timestamp of a Stripe-Signature header.
+// signedAt returns the t= timestamp of a Stripe-Signature header: the last one, as stripe-go
+// reads it.
 func signedAt(header string) (time.Time, bool) {
+	t, ok := time.Time{}, false
 	for part := range strings.SplitSeq(header, ",") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(part), "t="); ok {
+		if v, found := strings.CutPrefix(strings.TrimSpace(part), "t="); found {
 			sec, err := strconv.ParseInt(v, 10, 64)
-			return time.Unix(sec, 0), err == nil
+			t, ok = time.Unix(sec, 0), err == nil
 		}
 	}
-	return time.Time{}, false
+	return t, ok
 }
 
 // Event is the envelope of a delivery.
@@ -126,6 +128,10 @@ func Decode(payload []byte) (Event, Invoice, error) {
 		return ev, inv, fmt.Errorf("%w: invoice %.40q has no customer", ErrMalformed, inv.ID)
 	case inv.Status == "":
 		return ev, inv, fmt.Errorf("%w: invoice %.40q has no status", ErrMalformed, inv.ID)
+	case len(inv.Currency) != 3 || strings.Trim(inv.Currency, "abcdefghijklmnopqrstuvwxyz") != "":
+		return ev, inv, fmt.Errorf("%w: invoice %.40q has currency %.10q", ErrMalformed, inv.ID, wi.Currency)
+	case inv.PeriodStart <= 0 || inv.PeriodEnd < inv.PeriodStart:
+		return ev, inv, fmt.Errorf("%w: invoice %.40q has period [%d, %d)", ErrMalformed, inv.ID, inv.PeriodStart, inv.PeriodEnd)
 	}
 	return ev, inv, nil
 }

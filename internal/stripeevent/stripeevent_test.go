@@ -27,15 +27,19 @@ func TestDecode(t *testing.T) {
 		},
 		{
 			name:      "expanded customer, no parent",
-			payload:   `{"id":"evt_2","type":"invoice.created","data":{"object":{"id":"in_2","object":"invoice","customer":{"id":"cus_2","object":"customer"},"currency":"jpy","status":"open","parent":null}}}`,
+			payload:   `{"id":"evt_2","type":"invoice.created","data":{"object":{"id":"in_2","object":"invoice","customer":{"id":"cus_2","object":"customer"},"currency":"jpy","status":"open","period_start":5,"period_end":5,"parent":null}}}`,
 			wantEvent: Event{ID: "evt_2", Type: "invoice.created"},
-			wantInv:   Invoice{ID: "in_2", Customer: "cus_2", Currency: "jpy", Status: "open"},
+			wantInv:   Invoice{ID: "in_2", Customer: "cus_2", Currency: "jpy", Status: "open", PeriodStart: 5, PeriodEnd: 5},
 		},
 		{name: "other types decode only the envelope", payload: `{"id":"evt_3","type":"charge.succeeded","data":{"object":{"object":"charge"}}}`, wantEvent: Event{ID: "evt_3", Type: "charge.succeeded"}},
 		{name: "truncated", payload: `{"id":"evt_1","type":"invoice.created","data":{"obj`, wantErr: true},
 		{name: "no id", payload: `{"type":"invoice.created"}`, wantErr: true},
 		{name: "not an invoice", payload: `{"id":"e","type":"invoice.created","data":{"object":{"id":"ch_1","object":"charge"}}}`, wantErr: true},
 		{name: "no customer", payload: `{"id":"e","type":"invoice.created","data":{"object":{"id":"in_1","object":"invoice","status":"draft"}}}`, wantErr: true},
+		{name: "no period", payload: `{"id":"e","type":"invoice.created","data":{"object":{"id":"in_1","object":"invoice","customer":"c","currency":"usd","status":"draft"}}}`, wantErr: true},
+		{name: "reversed period", payload: `{"id":"e","type":"invoice.created","data":{"object":{"id":"in_1","object":"invoice","customer":"c","currency":"usd","status":"draft","period_start":20,"period_end":10}}}`, wantErr: true},
+		{name: "no currency", payload: `{"id":"e","type":"invoice.created","data":{"object":{"id":"in_1","object":"invoice","customer":"c","status":"draft","period_start":10,"period_end":20}}}`, wantErr: true},
+		{name: "unknown currency shape", payload: `{"id":"e","type":"invoice.created","data":{"object":{"id":"in_1","object":"invoice","customer":"c","currency":"us$","status":"draft","period_start":10,"period_end":20}}}`, wantErr: true},
 		{name: "string period", payload: `{"id":"e","type":"invoice.created","data":{"object":{"id":"in_1","object":"invoice","customer":"c","status":"draft","period_start":"yesterday"}}}`, wantErr: true},
 	}
 	for _, tt := range tests {
@@ -90,7 +94,7 @@ func TestVerify(t *testing.T) {
 // handler relies on.
 func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"id":"evt_1","type":"invoice.created","data":{"object":{"id":"in_1","object":"invoice","customer":"cus_1","currency":"usd","status":"draft","period_start":10,"period_end":20}}}`))
-	f.Add([]byte(`{"id":"e","type":"invoice.created","data":{"object":{"id":"in_1","object":"invoice","customer":{"id":"c"},"status":"draft","parent":{"subscription_details":{"metadata":{"k":"v"}}}}}}`))
+	f.Add([]byte(`{"id":"e","type":"invoice.created","data":{"object":{"id":"in_1","object":"invoice","customer":{"id":"c"},"currency":"eur","status":"draft","period_start":1,"period_end":2,"parent":{"subscription_details":{"metadata":{"k":"v"}}}}}}`))
 	f.Add([]byte(`{}`))
 	f.Add([]byte(`[`))
 	f.Fuzz(func(t *testing.T, payload []byte) {
@@ -104,7 +108,7 @@ func FuzzDecode(f *testing.F) {
 		if ev.ID == "" || ev.Type == "" {
 			t.Fatalf("accepted an event without id or type: %+v", ev)
 		}
-		if ev.Type == "invoice.created" && (inv.ID == "" || inv.Customer == "" || inv.Status == "") {
+		if ev.Type == "invoice.created" && (inv.ID == "" || inv.Customer == "" || inv.Status == "" || len(inv.Currency) != 3 || inv.PeriodStart <= 0 || inv.PeriodEnd < inv.PeriodStart) {
 			t.Fatalf("accepted an unusable invoice: %+v", inv)
 		}
 		if _, err := json.Marshal(inv); err != nil {

@@ -32,6 +32,12 @@ type Fault struct {
 	Delay  time.Duration // how long to sleep before answering; cut short when the client goes away
 	// AfterApply makes the fault apply after the work succeeded, see Fault.
 	AfterApply bool
+	// Stored makes a fault without AfterApply go through idempotency handling: the work is not
+	// done, but the answer is stored under the request's key and replayed for the key's life,
+	// as Stripe does with a failure once "the endpoint started executing".
+	Stored bool
+	// Code overrides the error code of the answer, e.g. "lock_timeout" for a 429.
+	Code string
 }
 
 // Inject queues a fault. Each request takes the first queued fault that
@@ -63,6 +69,18 @@ func (s *Server) takeFault(method, path string, afterApply bool) (Fault, bool) {
 }
 
 // faultResponse is the Stripe error an injected status answers with.
+func faultResponseFor(f Fault) response {
+	res := faultResponse(f.Status)
+	if f.Code != "" {
+		e := apiError{Type: typeInvalidRequest, Code: f.Code, Message: "stripefake: injected " + f.Code + "."}
+		if f.Status >= 500 {
+			e.Type = typeAPI
+		}
+		res = errorResponse(f.Status, e)
+	}
+	return res
+}
+
 func faultResponse(status int) response {
 	e := apiError{Type: typeInvalidRequest}
 	switch {

@@ -113,10 +113,14 @@ func (s *Server) serve(r *http.Request, key string, form url.Values, formErr err
 	}
 	ctx := r.Context()
 	var delay time.Duration
+	var stored *Fault // a failure to store under the key instead of doing the work
 	if f, ok := s.takeFault(r.Method, r.URL.Path, false); ok {
-		if f.Status != 0 {
+		switch {
+		case f.Status != 0 && f.Stored:
+			stored = &f
+		case f.Status != 0:
 			s.sleep(ctx, f.Delay)
-			return faultResponse(f.Status)
+			return faultResponseFor(f)
 		}
 		delay = f.Delay
 	}
@@ -140,12 +144,18 @@ func (s *Server) serve(r *http.Request, key string, form url.Values, formErr err
 			return early
 		}
 	}
-	res := h(form, key)
-	if res.status/100 == 2 {
+	var res response
+	if stored != nil {
+		res = faultResponseFor(*stored)
+		res.store = true
+	} else {
+		res = h(form, key)
+	}
+	if stored == nil && res.status/100 == 2 {
 		if f, ok := s.takeFault(r.Method, r.URL.Path, true); ok {
 			delay += f.Delay
 			if f.Status != 0 {
-				res = faultResponse(f.Status)
+				res = faultResponseFor(f)
 				res.store = true
 			}
 		}
