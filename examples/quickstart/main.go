@@ -92,19 +92,39 @@ func run(ctx context.Context, out io.Writer, inspect inspector) error {
 		return err
 	}
 
-	// 2. Usage from March 25 to May 2: only April's must reach the April invoices.
+	// 2. The recorder: it batches events to the meter in the background.
+	rec, err := meterbill.NewRecorder(ctx, meter, plan.Metrics())
+	if err != nil {
+		return err
+	}
+
+	// 3. Usage as it happens, through the usage middleware on the app's API: each successful
+	// request counts one API call, stamped now, for a later invoice.
+	served, err := serveAPI(ctx, rec)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "Usage middleware: %d API requests served and recorded as they happened.\n", served)
+
+	// 4. Historical usage from March 25 to May 2, recorded directly with the times it happened:
+	// only April's must reach the April invoices.
 	from, to := time.Date(2026, 3, 25, 0, 0, 0, 0, time.UTC), time.Date(2026, 5, 3, 0, 0, 0, 0, time.UTC)
 	recorded := 0
 	for _, c := range customers {
-		n, err := record(ctx, meter, c, from, to)
+		n, err := record(ctx, rec, c, from, to)
 		if err != nil {
 			return err
 		}
 		recorded += n
 	}
-	fmt.Fprintf(out, "Recorded %d usage events for %d customers, %s to %s.\n\n", recorded, len(customers), from.Format("Jan 2"), to.Add(-time.Nanosecond).Format("Jan 2"))
+	if err := rec.Close(ctx); err != nil { // delivers everything queued, or says what it could not
+		return err
+	}
+	st := rec.Stats()
+	fmt.Fprintf(out, "Recorded %d usage events for %d customers, %s to %s; the meter has all %d.\n\n", recorded, len(customers),
+		from.Format("Jan 2"), to.Add(-time.Nanosecond).Format("Jan 2"), st.Delivered-uint64(served))
 
-	// 3. Stripe, played by an in-process fake of its API, with each customer's April renewal
+	// 5. Stripe, played by an in-process fake of its API, with each customer's April renewal
 	// invoice as a draft. Subscription metadata maps each customer to a meter account.
 	fake := stripefake.New()
 	defer fake.Close()
@@ -119,7 +139,7 @@ func run(ctx context.Context, out io.Writer, inspect inspector) error {
 		invoices = append(invoices, inv)
 	}
 
-	// 4. meterbill's webhook handler, mounted on an HTTP server as an app would mount it.
+	// 6. meterbill's webhook handler, mounted on an HTTP server as an app would mount it.
 	sc, err := meterbill.NewStripeClient("sk_test_quickstart", meterbill.WithStripeURL(fake.URL))
 	if err != nil {
 		return err
@@ -135,7 +155,7 @@ func run(ctx context.Context, out io.Writer, inspect inspector) error {
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 
-	// 5. Stripe delivers invoice.created for each invoice, and Acme's twice more, as it does
+	// 7. Stripe delivers invoice.created for each invoice, and Acme's twice more, as it does
 	// when it retries or redelivers.
 	deliveries := []stripefake.Invoice{invoices[0], invoices[1], invoices[0], invoices[0]}
 	fmt.Fprintln(out, "Webhook deliveries:")
@@ -150,7 +170,7 @@ func run(ctx context.Context, out io.Writer, inspect inspector) error {
 	}
 	fmt.Fprintln(out)
 
-	// 6. The invoices as Stripe now holds them.
+	// 8. The invoices as Stripe now holds them.
 	for i, c := range customers {
 		if err := printInvoice(out, fake, c, invoices[i]); err != nil {
 			return err
@@ -162,25 +182,50 @@ func run(ctx context.Context, out io.Writer, inspect inspector) error {
 	return nil
 }
 
-// record sends a customer's synthetic usage to the meter in batches. Each event gets its own
-// nanosecond, so no two distinct events share the meter's dedup key.
-func record(ctx context.Context, meter meterbill.Meter, c customer, from, to time.Time) (int, error) {
-	rng := rand.New(rand.NewPCG(c.account, 2026))
-	var batch []meterbill.Event
-	total := 0
-	flush := func() error {
-		_, err := meter.Ingest(ctx, batch)
-		total += len(batch)
-		batch = batch[:0]
-		return err
+// serveAPI runs a small API behind the usage middleware and calls it as clients would.
+func serveAPI(ctx context.Context, rec *meterbill.Recorder) (int, error) {
+	apiKeys := map[string]uint64{"Bearer key_acme": 1001, "Bearer key_globex": 1002}
+	usage, err := meterbill.NewMiddleware(rec, apiCalls.Code, func(r *http.Request) (uint64, bool) {
+		acct, ok := apiKeys[r.Header.Get("Authorization")] // your authentication decides the account
+		return acct, ok
+	})
+	if err != nil {
+		return 0, err
 	}
+	api := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, `{"hello":"world"}`) })
+	srv := httptest.NewServer(usage(api))
+	defer srv.Close()
+	served := 0
+	for i := range 100 {
+		key := "Bearer key_acme"
+		if i%4 == 0 {
+			key = "Bearer key_globex"
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/v1/hello", nil)
+		if err != nil {
+			return served, err
+		}
+		req.Header.Set("Authorization", key)
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			return served, err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+		served++
+	}
+	return served, nil
+}
+
+// record sends a customer's synthetic usage through the recorder, with the times it happened.
+// Each event gets its own nanosecond, so no two distinct events share the meter's dedup key.
+func record(ctx context.Context, rec *meterbill.Recorder, c customer, from, to time.Time) (int, error) {
+	rng := rand.New(rand.NewPCG(c.account, 2026))
+	total := 0
 	add := func(e meterbill.Event) error {
 		e.Account = c.account
-		batch = append(batch, e)
-		if len(batch) == 500 {
-			return flush()
-		}
-		return nil
+		total++
+		return rec.Record(ctx, e)
 	}
 	for day := from; day.Before(to); day = day.AddDate(0, 0, 1) {
 		calls := c.calls/2 + rng.IntN(c.calls)
@@ -208,7 +253,7 @@ func record(ctx context.Context, meter meterbill.Meter, c customer, from, to tim
 			}
 		}
 	}
-	return total, flush()
+	return total, nil
 }
 
 // deliver posts a signed invoice.created event, as Stripe does, and returns the HTTP status.
