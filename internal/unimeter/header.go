@@ -16,12 +16,14 @@ type RequestHeader struct {
 	RequestID uint32
 }
 
+// check reports the first problem of h; an oversized payload_len comes first, since a reader
+// that acts on the header must never try to read or allocate that much.
 func (h RequestHeader) check() error {
-	if h.Partition >= Partitions && h.Partition != PartitionAll {
-		return fmt.Errorf("unimeter: request header: partition %d: %w (want 0..255 or 0xFFFF)", h.Partition, ErrInvalid)
-	}
 	if h.PayloadLen > MaxPayload {
 		return fmt.Errorf("unimeter: request header: payload_len %d: %w", h.PayloadLen, ErrPayloadTooLarge)
+	}
+	if h.Partition >= Partitions && h.Partition != PartitionAll {
+		return fmt.Errorf("unimeter: request header: partition %d: %w (want 0..255 or 0xFFFF)", h.Partition, ErrInvalid)
 	}
 	return nil
 }

@@ -1,6 +1,9 @@
 package unimeter
 
-import "fmt"
+import (
+	"bytes"
+	"fmt"
+)
 
 // Event is one usage event of an INGEST_ASYNC / INGEST_SYNC payload.
 //
@@ -158,12 +161,16 @@ func DecodeIngest(p []byte) ([]Event, error) {
 	w := p[IngestHeaderSize:]
 	pp := w[int(ec)*WireEventSize:]
 	next := 0
+	var prevCode []byte
 	for i := range events {
 		e := &events[i]
 		var err error
-		if e.Metric, err = getString("metric code", w[:codeWidth], MaxMetricCodeLen, true); err != nil {
+		if i > 0 && bytes.Equal(w[:codeWidth], prevCode) {
+			e.Metric = events[i-1].Metric // a batch is mostly one metric: one string for all
+		} else if e.Metric, err = getString("metric code", w[:codeWidth], MaxMetricCodeLen, true); err != nil {
 			return nil, fmt.Errorf("unimeter: ingest: event %d: %w", i, err)
 		}
+		prevCode = w[:codeWidth]
 		e.Account = le.Uint64(w[evAccount:])
 		e.Timestamp = int64(le.Uint64(w[evTimestamp:]))
 		e.Value = le.Uint64(w[evValue:])
