@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/meterbill/meterbill"
@@ -37,6 +38,29 @@ func ExampleNewMemoryMeter() {
 	// Output:
 	// stored 2 then duplicates 2
 	// 2.5 GB over [2026-03-15T00:00:00Z, 2026-05-15T00:00:00Z)
+}
+
+// A Unimeter cluster in production: the nodes come from the environment, and the meter is used
+// wherever a [meterbill.Meter] is wanted. Not run: it needs a cluster.
+func ExampleDialUnimeter() {
+	ctx := context.Background()
+	meter, err := meterbill.DialUnimeter(ctx, strings.Split(os.Getenv("BILLING_NODES"), ","),
+		meterbill.WithRequestTimeout(2*time.Second))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer func() { _ = meter.Close() }()
+	calls := meterbill.Metric{Code: "api_calls", Aggregation: meterbill.Count, Period: meterbill.Calendar, CycleDay: 1}
+	// Define refuses a metric the cluster holds with another definition, instead of upserting it.
+	if err := meter.Define(ctx, calls); err != nil {
+		log.Fatal(err)
+	}
+	rec, err := meterbill.NewRecorder(ctx, meter, []meterbill.Metric{calls})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer func() { _ = rec.Close(ctx) }()
+	_ = rec.Record(ctx, meterbill.Event{Account: 42, Metric: calls.Code, Value: meterbill.Units(1)})
 }
 
 func ExampleNewPlan() {

@@ -1,9 +1,10 @@
 // Package meterbill bills usage recorded in a Unimeter meter through Stripe invoices, exactly.
 //
-// First, define the metrics you bill ([Metric]) on a [Meter]: [NewMemoryMeter] runs one in-process
-// with Unimeter's semantics, for development, tests and single-process apps. Second, record usage
-// as [Event] values. Finally, price what the meter holds for a billing [Period] with a [Pricer];
-// [NewPlan] builds the default one from exact decimal prices in a currency's minor unit.
+// First, define the metrics you bill ([Metric]) on a [Meter]: [DialUnimeter] connects to a
+// Unimeter cluster, and [NewMemoryMeter] runs a meter in-process with Unimeter's semantics, for
+// development, tests and single-process apps. Second, record usage as [Event] values. Finally,
+// price what the meter holds for a billing [Period] with a [Pricer]; [NewPlan] builds the default
+// one from exact decimal prices in a currency's minor unit.
 //
 //	meter := meterbill.NewMemoryMeter()
 //	calls := meterbill.Metric{Code: "api_calls", Aggregation: meterbill.Count, Period: meterbill.Calendar, CycleDay: 1}
@@ -18,14 +19,17 @@
 // stores them) and amounts are integers of the currency's minor unit. Times are UTC and always come
 // from events, invoices or the caller, never from the wall clock.
 //
-// The types with behaviour ([MemoryMeter], [Plan], [Handler], [StripeAPI] and the resolvers) are
-// safe for concurrent use. The rest are plain data: values to build, copy and pass around.
+// The types with behaviour ([MemoryMeter], [UnimeterMeter], [Plan], [Handler], [StripeAPI] and the
+// resolvers) are safe for concurrent use. The rest are plain data: values to build, copy and pass around.
 package meterbill
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -35,6 +39,7 @@ import (
 	"github.com/meterbill/meterbill/internal/fixed"
 	"github.com/meterbill/meterbill/internal/memmeter"
 	"github.com/meterbill/meterbill/internal/period"
+	"github.com/meterbill/meterbill/internal/unimeter"
 )
 
 // Errors callers act on. Each error meterbill returns for these conditions wraps one of them, so
@@ -538,6 +543,11 @@ func (m *MemoryMeter) Query(ctx context.Context, account uint64, metric Metric, 
 		return Usage{}, fmt.Errorf("%w: %q is defined as %s, queried as %s", ErrMetricConflict, metric.Code, describe(metricOf(old)), describe(metric))
 	}
 	agg := m.eng.Query(account, metric.Code, p.Start.UnixNano(), p.End.UnixNano())
+	return newUsage(account, metric, p, agg), nil
+}
+
+// newUsage reads the field of a Unimeter aggregate that metric's aggregation fills.
+func newUsage(account uint64, metric Metric, p Period, agg memmeter.AggValue) Usage {
 	u := Usage{Account: account, Metric: metric, Window: metric.Window(p)}
 	switch metric.Aggregation {
 	case Count, CountUnique:
@@ -552,7 +562,280 @@ func (m *MemoryMeter) Query(ctx context.Context, account uint64, metric Metric, 
 			u.LatestAt = unixUTC(agg.LastTimestamp)
 		}
 	}
-	return u, nil
+	return u
+}
+
+var _ Meter = (*UnimeterMeter)(nil)
+
+// UnimeterMeter is a [Meter] backed by a Unimeter cluster, over its binary protocol. It routes
+// each request to the node that leads the account's partition (account % 256), sends each
+// partition's events in their own requests, keeps a few connections per node, puts a deadline
+// on every request, follows the cluster's redirects, and retries what may succeed later with the
+// same bytes, so the node's dedup recognises a retried event.
+//
+// It is stricter than the server where the server loses data silently: it refuses events for
+// metrics the cluster does not know (the server would store them and never aggregate them), and
+// a definition that disagrees with the cluster's (the server would overwrite it and re-bucket
+// what follows). It is safe for concurrent use; call Close when done.
+type UnimeterMeter struct {
+	c *unimeter.Client
+
+	mu      sync.RWMutex
+	metrics map[string]Metric // as the cluster holds them
+	suspect map[string]bool   // codes a node answered UNKNOWN_METRIC for: check before sending
+
+	buf sync.Pool // *[]unimeter.Event, one batch's wire events
+}
+
+// DialUnimeter connects to the Unimeter cluster whose nodes are given as "host:port" seeds
+// (such as the comma-separated BILLING_NODES) and learns its partition map from the first that
+// answers. Options: [WithRequestTimeout], [WithConnsPerNode], [WithSyncIngest], [WithLogger].
+func DialUnimeter(ctx context.Context, nodes []string, opts ...Option) (*UnimeterMeter, error) {
+	o, err := newOptions(forUnimeter, opts)
+	if err != nil {
+		return nil, err
+	}
+	c, err := unimeter.Dial(ctx, unimeter.Config{
+		Seeds: nodes, Timeout: o.requestTimeout, ConnsPerNode: o.connsPerNode, Sync: o.syncIngest, Logger: o.logger,
+	})
+	if err != nil {
+		return nil, meterError("dial", err)
+	}
+	return &UnimeterMeter{c: c, metrics: map[string]Metric{}, suspect: map[string]bool{}}, nil
+}
+
+// Close closes the meter's connections; calls in flight fail. It is idempotent.
+func (m *UnimeterMeter) Close() error {
+	m.c.Close()
+	return nil
+}
+
+// Define implements [Meter]. METRIC_PUT is an upsert that would silently re-bucket a metric, so
+// Define first reads each node's definitions (METRIC_LIST) and refuses, with
+// [ErrMetricConflict], a metric that exists with another aggregation, period type or cycle day;
+// then it registers the missing ones on every node and reads them back, refusing a node that
+// does not echo them (a server that predates WEEK periods would bucket them as 30-day windows).
+func (m *UnimeterMeter) Define(ctx context.Context, metrics ...Metric) error {
+	for _, mt := range metrics {
+		if err := mt.Validate(); err != nil {
+			return err
+		}
+	}
+	for _, node := range m.c.Nodes() {
+		held, err := m.list(ctx, node)
+		if err != nil {
+			return err
+		}
+		for _, mt := range metrics {
+			if old, ok := held[mt.Code]; ok && old != mt {
+				return fmt.Errorf("%w: %q is defined on %s as %s, refusing %s (use a new code to change it)", ErrMetricConflict, mt.Code, node, describe(old), describe(mt))
+			}
+		}
+		for _, mt := range metrics {
+			if _, ok := held[mt.Code]; ok {
+				continue
+			}
+			s := unimeter.Schema{Code: mt.Code, Agg: unimeter.AggType(mt.Aggregation), Period: unimeter.PeriodType(mt.Period), CycleDay: uint8(mt.CycleDay)}
+			if err := m.c.MetricPut(ctx, node, &s); err != nil {
+				return meterError("define", err)
+			}
+		}
+		if held, err = m.list(ctx, node); err != nil {
+			return err
+		}
+		for _, mt := range metrics {
+			if got := held[mt.Code]; got != mt {
+				return fmt.Errorf("%w: %q defined as %s reads back from %s as %s (an older server without %s periods?)", ErrMetricConflict, mt.Code, describe(mt), node, describe(got), mt.Period)
+			}
+		}
+	}
+	return nil
+}
+
+// list reads a node's definitions and remembers them.
+func (m *UnimeterMeter) list(ctx context.Context, node string) (map[string]Metric, error) {
+	schemas, err := m.c.MetricList(ctx, node)
+	if err != nil {
+		return nil, meterError("list metrics", err)
+	}
+	held := make(map[string]Metric, len(schemas))
+	for _, s := range schemas {
+		mt := Metric{Code: s.Code, Aggregation: Aggregation(s.Agg), Period: PeriodType(s.Period), CycleDay: int(s.CycleDay)}
+		if mt.Period == Calendar && mt.CycleDay == 0 {
+			mt.CycleDay = 1 // the server reads 0 as 1
+		}
+		if mt.Period != Calendar {
+			mt.CycleDay = 0
+		}
+		held[mt.Code] = mt
+	}
+	m.mu.Lock()
+	maps.Copy(m.metrics, held)
+	m.mu.Unlock()
+	return held, nil
+}
+
+// lookup returns the cluster's definition of code. It asks node (the leader the events or the
+// query will go to) when code is not known yet, or when that node answered UNKNOWN_METRIC for it
+// since: a metric deleted on the server, or registered on some nodes only.
+func (m *UnimeterMeter) lookup(ctx context.Context, code, node string) (Metric, error) {
+	m.mu.RLock()
+	mt, ok := m.metrics[code]
+	suspect := m.suspect[code]
+	m.mu.RUnlock()
+	if ok && !suspect {
+		return mt, nil
+	}
+	held, err := m.list(ctx, node)
+	if err != nil {
+		return Metric{}, err
+	}
+	if mt, ok = held[code]; !ok {
+		return Metric{}, fmt.Errorf("%w %q: %s does not know it; define it first", ErrUnknownMetric, code, node)
+	}
+	if suspect {
+		m.mu.Lock()
+		delete(m.suspect, code)
+		m.mu.Unlock()
+	}
+	return mt, nil
+}
+
+// Ingest implements [Meter]. It validates the whole batch and sends nothing if any event is
+// invalid or names a metric the cluster does not know. Events of different partitions go in
+// separate requests; if one of them fails the error is returned, and the whole batch may be
+// retried (what was stored is recognised as duplicate).
+func (m *UnimeterMeter) Ingest(ctx context.Context, events []Event) (IngestResult, error) {
+	if err := checkBatch(events); err != nil {
+		return IngestResult{}, err
+	}
+	bp, _ := m.buf.Get().(*[]unimeter.Event)
+	if bp == nil {
+		bp = new([]unimeter.Event)
+	}
+	defer func() { clear(*bp); m.buf.Put(bp) }()
+	wire := slices.Grow((*bp)[:0], len(events))[:len(events)]
+	*bp = wire
+	mixed := false
+	for i := range events {
+		e := &events[i]
+		if err := e.Validate(); err != nil {
+			return IngestResult{}, fmt.Errorf("%w (batch index %d)", err, i)
+		}
+		if i == 0 || e.Metric != events[i-1].Metric {
+			if _, err := m.lookup(ctx, e.Metric, m.c.Leader(unimeter.Partition(e.Account))); err != nil {
+				return IngestResult{}, fmt.Errorf("%w (batch index %d)", err, i)
+			}
+		}
+		v, _ := e.Value.Micros64()
+		w := unimeter.Event{Metric: e.Metric, Account: e.Account, Timestamp: e.Time.UnixNano(), Value: v, Op: uint8(e.Op)}
+		if len(e.Properties) > 0 {
+			w.Props = make([]unimeter.Prop, len(e.Properties))
+			for j, p := range e.Properties {
+				w.Props[j] = unimeter.Prop(p)
+			}
+		}
+		wire[i] = w
+		mixed = mixed || unimeter.Partition(e.Account) != unimeter.Partition(events[0].Account)
+	}
+	if mixed { // a Recorder's batches are one partition already
+		slices.SortStableFunc(wire, func(a, b unimeter.Event) int {
+			return cmp.Compare(unimeter.Partition(a.Account), unimeter.Partition(b.Account))
+		})
+	}
+	var res IngestResult
+	for len(wire) > 0 {
+		n := 1
+		for n < len(wire) && unimeter.Partition(wire[n].Account) == unimeter.Partition(wire[0].Account) {
+			n++
+		}
+		r, err := m.c.Ingest(ctx, wire[:n])
+		if err != nil {
+			err = meterError("ingest", err)
+			if errors.Is(err, ErrUnknownMetric) {
+				// The node stored the events and will never aggregate them, and a re-send would be
+				// a DUPLICATE, which looks like success. Check each metric of the request against
+				// the node before sending any of them again, so that the Recorder reports the
+				// events of the unknown one instead of counting them delivered.
+				m.mu.Lock()
+				for _, w := range wire[:n] {
+					m.suspect[w.Metric] = true
+				}
+				m.mu.Unlock()
+			}
+			return res, err
+		}
+		res.Stored += int(r.Stored)
+		res.Duplicates += int(r.Duplicates)
+		wire = wire[n:]
+	}
+	return res, nil
+}
+
+// Query implements [Meter]. The metric must be defined on the cluster as given. The query goes
+// to the leader of the account's partition, the node that ingested its events.
+func (m *UnimeterMeter) Query(ctx context.Context, account uint64, metric Metric, p Period) (Usage, error) {
+	if err := metric.Validate(); err != nil {
+		return Usage{}, err
+	}
+	if err := p.Validate(); err != nil {
+		return Usage{}, err
+	}
+	held, err := m.lookup(ctx, metric.Code, m.c.Leader(unimeter.Partition(account)))
+	if err != nil {
+		return Usage{}, err
+	}
+	if held != metric {
+		return Usage{}, fmt.Errorf("%w: %q is defined as %s, queried as %s", ErrMetricConflict, metric.Code, describe(held), describe(metric))
+	}
+	v, err := m.c.Query(ctx, &unimeter.UsageQuery{Account: account, Start: p.Start.UnixNano(), End: p.End.UnixNano(), Metric: metric.Code})
+	if err != nil {
+		return Usage{}, meterError("query", err)
+	}
+	return newUsage(account, metric, p, memmeter.AggValue{
+		SumLo: v.SumLo, SumHi: v.SumHi, Count: v.Count, Max: v.Max, LastValue: v.LastValue, LastTimestamp: v.LastTimestamp,
+	}), nil
+}
+
+// MeterError is a request a meter did not carry out: the node did not answer, or answered with
+// a failure status.
+type MeterError struct {
+	Op     string // "ingest", "query", "define", "list metrics", "dial"
+	Node   string // the node last asked, "host:port"
+	Status string // the server's reply status, such as "BACKPRESSURE"; "" when no reply arrived
+	Err    error  // the cause
+}
+
+// Error describes the failure.
+func (e *MeterError) Error() string {
+	return fmt.Sprintf("meterbill: meter %s: %v", e.Op, e.Err)
+}
+
+// Unwrap returns the cause.
+func (e *MeterError) Unwrap() error { return e.Err }
+
+// Retryable reports whether the same request may succeed later.
+func (e *MeterError) Retryable() bool {
+	var ue *unimeter.Error
+	return errors.As(e.Err, &ue) && ue.Retryable()
+}
+
+// meterError wraps a wire client's error: UNKNOWN_METRIC becomes [ErrUnknownMetric] (the events
+// were stored but will never be aggregated, and re-sending them is deduplicated), anything else
+// a [MeterError].
+func meterError(op string, err error) error {
+	var ue *unimeter.Error
+	if !errors.As(err, &ue) {
+		return &MeterError{Op: op, Err: err}
+	}
+	if ue.Status == unimeter.StatusUnknownMetric {
+		return fmt.Errorf("%w: %s answered UNKNOWN_METRIC: those events are stored but will never be aggregated", ErrUnknownMetric, ue.Addr)
+	}
+	me := &MeterError{Op: op, Node: ue.Addr, Err: err}
+	if ue.Err == nil {
+		me.Status = ue.Status.String()
+	}
+	return me
 }
 
 // checkBatch refuses batches the server would cut short: it ignores events past the 1024th and

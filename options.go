@@ -24,6 +24,7 @@ const (
 	forCustomerResolver
 	forRecorder
 	forMiddleware
+	forUnimeter
 )
 
 type option struct {
@@ -70,6 +71,10 @@ type options struct {
 	retryMaxRecorder time.Duration
 	countIf          func(status int) bool
 	defaultValue     Value
+
+	requestTimeout time.Duration
+	connsPerNode   int
+	syncIngest     bool
 }
 
 func newOptions(s scope, opts []Option) (*options, error) {
@@ -91,6 +96,9 @@ func newOptions(s scope, opts []Option) (*options, error) {
 		lane:             -1,
 		retryMaxRecorder: 5 * time.Second,
 		defaultValue:     Units(1),
+
+		requestTimeout: 5 * time.Second,
+		connsPerNode:   4,
 	}
 	for _, opt := range opts {
 		if opt == nil {
@@ -117,6 +125,10 @@ func newOptions(s scope, opts []Option) (*options, error) {
 		return nil, fmt.Errorf("meterbill: WithQueueSize(%d): want at least the batch size (%d)", o.queueSize, o.batchSize)
 	case o.flushInterval <= 0:
 		return nil, fmt.Errorf("meterbill: WithFlushInterval(%s): want a positive duration", o.flushInterval)
+	case o.requestTimeout <= 0:
+		return nil, fmt.Errorf("meterbill: WithRequestTimeout(%s): want a positive duration", o.requestTimeout)
+	case o.connsPerNode < 1:
+		return nil, fmt.Errorf("meterbill: WithConnsPerNode(%d): want at least 1", o.connsPerNode)
 	case o.lane >= laneCount:
 		return nil, fmt.Errorf("meterbill: WithLane(%d): want 0 to %d", o.lane, laneCount-1)
 	}
@@ -126,7 +138,7 @@ func newOptions(s scope, opts []Option) (*options, error) {
 // WithLogger sends meterbill's logs to l. It applies to every constructor. Defaults to
 // discarding them.
 func WithLogger(l *slog.Logger) Option {
-	return option{"WithLogger", forHandler | forStripeClient | forCustomerResolver | forRecorder | forMiddleware, func(o *options) { o.logger = l }}
+	return option{"WithLogger", forHandler | forStripeClient | forCustomerResolver | forRecorder | forMiddleware | forUnimeter, func(o *options) { o.logger = l }}
 }
 
 // WithMaxBodyBytes caps the webhook request body; a larger body is answered 413. It applies to
@@ -258,4 +270,26 @@ func WithCountIf(f func(status int) bool) Option {
 // set one with [SetUsageValue]. It applies to [NewMiddleware]. Defaults to 1.
 func WithDefaultValue(v Value) Option {
 	return option{"WithDefaultValue", forMiddleware, func(o *options) { o.defaultValue = v }}
+}
+
+// WithRequestTimeout bounds one request to a Unimeter node. The server has no timeouts of its
+// own: a request that outlives this is abandoned, its connection closed, and the request retried
+// with the same events (the node's dedup recognises them). It applies to [DialUnimeter].
+// Defaults to 5 seconds.
+func WithRequestTimeout(d time.Duration) Option {
+	return option{"WithRequestTimeout", forUnimeter, func(o *options) { o.requestTimeout = d }}
+}
+
+// WithConnsPerNode bounds the open connections to one Unimeter node; the server answers each
+// connection one request at a time, so this bounds the requests in flight per node. It applies
+// to [DialUnimeter]. Defaults to 4.
+func WithConnsPerNode(n int) Option {
+	return option{"WithConnsPerNode", forUnimeter, func(o *options) { o.connsPerNode = n }}
+}
+
+// WithSyncIngest makes ingest wait for the node's WAL fsync (INGEST_SYNC) instead of its
+// in-memory apply (INGEST_ASYNC): slower, and the events survive a crash of the node once
+// acknowledged. It applies to [DialUnimeter]. Defaults to off.
+func WithSyncIngest() Option {
+	return option{"WithSyncIngest", forUnimeter, func(o *options) { o.syncIngest = true }}
 }

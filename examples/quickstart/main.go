@@ -1,5 +1,6 @@
 // Command quickstart runs meterbill end to end on its embedded defaults, with no keys and no
-// servers: it records usage for two customers in the in-process meter, then plays Stripe. It
+// servers: it records usage for two customers in the in-process meter (or in the Unimeter cluster
+// that BILLING_NODES names), then plays Stripe. It
 // sends a correctly signed invoice.created for each customer's April invoice to meterbill's real
 // webhook handler over HTTP, delivers one of them twice more as Stripe's retries would, and
 // prints the invoices that result in an in-process fake of Stripe's API.
@@ -21,6 +22,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -72,6 +74,20 @@ var customers = []customer{
 // webhookSecret is the signing secret of the (fake) webhook endpoint.
 const webhookSecret = "whsec_quickstart_0123456789abcdef"
 
+// openMeter connects to the Unimeter cluster named by BILLING_NODES ("host:7001,host:7001,…"),
+// or returns the in-process meter when it is unset.
+func openMeter(ctx context.Context) (meterbill.Meter, func(), error) {
+	nodes := os.Getenv("BILLING_NODES")
+	if nodes == "" {
+		return meterbill.NewMemoryMeter(), func() {}, nil
+	}
+	m, err := meterbill.DialUnimeter(ctx, strings.Split(nodes, ","))
+	if err != nil {
+		return nil, nil, err
+	}
+	return m, func() { _ = m.Close() }, nil
+}
+
 func main() {
 	if err := run(context.Background(), os.Stdout, nil); err != nil {
 		log.Fatal(err)
@@ -79,11 +95,15 @@ func main() {
 }
 
 // inspector lets a test look at the pipeline's state before it is torn down.
-type inspector func(meter *meterbill.MemoryMeter, plan *meterbill.Plan, fake *stripefake.Server, invoices []stripefake.Invoice) error
+type inspector func(meter meterbill.Meter, plan *meterbill.Plan, fake *stripefake.Server, invoices []stripefake.Invoice) error
 
 func run(ctx context.Context, out io.Writer, inspect inspector) error {
 	// 1. The meter and the price list.
-	meter := meterbill.NewMemoryMeter()
+	meter, closeMeter, err := openMeter(ctx)
+	if err != nil {
+		return err
+	}
+	defer closeMeter()
 	plan, err := meterbill.NewPlan(prices...)
 	if err != nil {
 		return err

@@ -9,8 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/meterbill/meterbill"
 	"github.com/meterbill/meterbill/internal/stripefake"
+	"github.com/meterbill/meterbill/internal/unimetertest"
 )
 
 // TestQuickstart runs the main job and checks what a reader relies on: it is deterministic, the
@@ -74,7 +77,7 @@ func TestQuickstart(t *testing.T) {
 // plan themselves: the same lines, and a total equal to the pricer's to the cent.
 func TestQuickstartTotalsMatchThePricer(t *testing.T) {
 	var out bytes.Buffer
-	err := run(context.Background(), &out, func(meter *meterbill.MemoryMeter, plan *meterbill.Plan, fake *stripefake.Server, invoices []stripefake.Invoice) error {
+	err := run(context.Background(), &out, func(meter meterbill.Meter, plan *meterbill.Plan, fake *stripefake.Server, invoices []stripefake.Invoice) error {
 		for i, c := range customers {
 			april := meterbill.Period{Start: time.Unix(invoices[i].PeriodStart, 0).UTC(), End: time.Unix(invoices[i].PeriodEnd, 0).UTC()}
 			var wantLines int
@@ -109,5 +112,33 @@ func TestQuickstartTotalsMatchThePricer(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestQuickstartOnUnimeter runs the main job with BILLING_NODES pointing at a fake Unimeter cluster
+// of three nodes: the wire path must bill exactly what the embedded meter bills.
+func TestQuickstartOnUnimeter(t *testing.T) {
+	var embedded, wire bytes.Buffer
+	if err := run(context.Background(), &embedded, nil); err != nil {
+		t.Fatal(err)
+	}
+	c, err := unimetertest.Start(unimetertest.Options{Nodes: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Close() }()
+	t.Setenv("BILLING_NODES", strings.Join(c.Addrs(), ","))
+	if err := run(context.Background(), &wire, nil); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(embedded.String(), wire.String()); diff != "" {
+		t.Errorf("output on Unimeter differs from the embedded meter's (-embedded +unimeter):\n%s", diff)
+	}
+	var stored int
+	for i := range c.Addrs() {
+		stored += c.Stats(i).Stored
+	}
+	if stored == 0 {
+		t.Error("the cluster stored nothing: the quickstart did not use BILLING_NODES")
 	}
 }

@@ -11,8 +11,9 @@
 //
 // Other settings: ADDR (default :4242) and STRIPE_API_URL (another API base URL, such as a
 // stripe-mock). Customers are mapped to meter accounts through the subscription's metadata
-// "meter_account", or failing that the customer's. Usage lives in the in-process meter until
-// meterbill's Unimeter client lands (BILLING_NODES).
+// "meter_account", or failing that the customer's. Usage lives in the Unimeter cluster named by
+// BILLING_NODES ("host:7001,host:7001,…"), or, when it is unset, in an in-process meter (which
+// only a test or a demo should rely on: it forgets everything when the process exits).
 package main
 
 import (
@@ -42,6 +43,7 @@ var prices = []meterbill.Price{
 type config struct {
 	addr, apiKey, apiURL string
 	secrets              []string
+	nodes                []string // Unimeter seeds; none means the in-process meter
 }
 
 func configFromEnv() (config, error) {
@@ -54,6 +56,11 @@ func configFromEnv() (config, error) {
 			c.secrets = append(c.secrets, s)
 		}
 	}
+	for n := range strings.SplitSeq(os.Getenv("BILLING_NODES"), ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			c.nodes = append(c.nodes, n)
+		}
+	}
 	if c.apiKey == "" || len(c.secrets) == 0 {
 		return c, errors.New("set STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET")
 	}
@@ -62,7 +69,14 @@ func configFromEnv() (config, error) {
 
 // newServer wires meterbill: the meter, the plan, Stripe, the resolvers and the handler.
 func newServer(ctx context.Context, c config, logger *slog.Logger) (http.Handler, meterbill.Meter, error) {
-	meter := meterbill.NewMemoryMeter()
+	var meter meterbill.Meter = meterbill.NewMemoryMeter()
+	if len(c.nodes) > 0 {
+		um, err := meterbill.DialUnimeter(ctx, c.nodes, meterbill.WithLogger(logger))
+		if err != nil {
+			return nil, nil, err
+		}
+		meter = um
+	}
 	plan, err := meterbill.NewPlan(prices...)
 	if err != nil {
 		return nil, nil, err

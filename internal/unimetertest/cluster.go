@@ -83,6 +83,10 @@ type Options struct {
 	// NoWeek models a server that predates PeriodType WEEK: a METRIC_PUT with period type 3 is
 	// stored, bucketed and listed as FIXED (0). Defaults to false (WEEK is supported).
 	NoWeek bool
+	// Discard acknowledges every well-formed ingest as stored without deduplicating or keeping
+	// anything, like a server whose work is done on other machines. Benchmarks use it to measure
+	// a client alone; everything else keeps it off. Defaults to false.
+	Discard bool
 }
 
 // Cluster is a running fake cluster. Create it with Start and stop it with Close. It is safe for

@@ -91,11 +91,16 @@ func (n *node) ingest(body []byte) (unimeter.Status, []byte) {
 	if err != nil {
 		return unimeter.StatusErr, nil
 	}
-	batch := make([]memmeter.Event, len(events))
-	for i, e := range events {
-		batch[i] = memmeter.Event{Metric: e.Metric, Account: e.Account, Timestamp: e.Timestamp, Value: e.Value, Op: e.Op}
+	var res memmeter.Result
+	if n.c.opts.Discard {
+		res.Stored = len(events)
+	} else {
+		batch := make([]memmeter.Event, len(events))
+		for i, e := range events {
+			batch[i] = memmeter.Event{Metric: e.Metric, Account: e.Account, Timestamp: e.Timestamp, Value: e.Value, Op: e.Op}
+		}
+		res = n.engine.Ingest(batch)
 	}
-	res := n.engine.Ingest(batch)
 	n.offset += uint64(res.Stored)
 	n.count(func(s *NodeStats) { s.Stored += res.Stored; s.Duplicates += res.Duplicates })
 	status := unimeter.StatusOK

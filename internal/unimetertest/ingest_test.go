@@ -480,3 +480,23 @@ func TestAlertAndEventStubs(t *testing.T) {
 		})
 	}
 }
+
+// TestDiscard: with Discard, every well-formed ingest is acknowledged as stored, a re-send too
+// (nothing is remembered), nothing is aggregated, and a malformed one is still refused.
+func TestDiscard(t *testing.T) {
+	c := start(t, unimetertest.Options{Discard: true})
+	cl := dial(t, c.Addrs()[0])
+	cl.putMetric(unimeter.Schema{Code: "api_calls", Agg: unimeter.AggCount, Period: unimeter.PeriodCalendar})
+	for range 2 {
+		status, res := cl.ingest(unimeter.PartitionAll, ev("api_calls", 5, april10, 1), ev("api_calls", 5, april10+1, 1))
+		if status != unimeter.StatusOK || res.Stored != 2 || res.Duplicates != 0 {
+			t.Errorf("ingest: %v %+v, want OK with 2 stored", status, res)
+		}
+	}
+	if diff := cmp.Diff(unimeter.AggValue{}, cl.query(5, "api_calls", april, may)); diff != "" {
+		t.Errorf("query (-want +got):\n%s", diff)
+	}
+	if r := cl.call(unimeter.PacketIngestSync, unimeter.PartitionAll, []byte{1, 0, 0, 0, 0, 0, 0, 0}); r.Status != unimeter.StatusErr {
+		t.Errorf("malformed ingest: %v, want ERR", r.Status)
+	}
+}
