@@ -47,17 +47,17 @@ func ExampleDialUnimeter() {
 	meter, err := meterbill.DialUnimeter(ctx, strings.Split(os.Getenv("BILLING_NODES"), ","),
 		meterbill.WithRequestTimeout(2*time.Second))
 	if err != nil {
-		log.Fatal(err)
+		panic(err)
 	}
 	defer func() { _ = meter.Close() }()
 	calls := meterbill.Metric{Code: "api_calls", Aggregation: meterbill.Count, Period: meterbill.Calendar, CycleDay: 1}
 	// Define refuses a metric the cluster holds with another definition, instead of upserting it.
 	if err := meter.Define(ctx, calls); err != nil {
-		log.Fatal(err)
+		panic(err)
 	}
 	rec, err := meterbill.NewRecorder(ctx, meter, []meterbill.Metric{calls})
 	if err != nil {
-		log.Fatal(err)
+		panic(err)
 	}
 	defer func() { _ = rec.Close(ctx) }()
 	_ = rec.Record(ctx, meterbill.Event{Account: 42, Metric: calls.Code, Value: meterbill.Units(1)})
