@@ -103,6 +103,16 @@ func (v Micros) Add(w Micros) (Micros, bool) {
 	return Micros{Hi: hi, Lo: lo}, true
 }
 
+// Sub returns v-w, or 0 and false if w is greater than v.
+func (v Micros) Sub(w Micros) (Micros, bool) {
+	lo, b := bits.Sub64(v.Lo, w.Lo, 0)
+	hi, b := bits.Sub64(v.Hi, w.Hi, b)
+	if b != 0 {
+		return Micros{}, false
+	}
+	return Micros{Hi: hi, Lo: lo}, true
+}
+
 // Cmp returns -1, 0 or +1 as v is less than, equal to or greater than w.
 func (v Micros) Cmp(w Micros) int {
 	if v.Hi != w.Hi {

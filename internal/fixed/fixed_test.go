@@ -84,6 +84,31 @@ func TestAddAndCmp(t *testing.T) {
 	}
 }
 
+func TestSub(t *testing.T) {
+	tests := []struct {
+		name   string
+		a, b   Micros
+		want   Micros
+		wantOK bool
+	}{
+		{name: "borrow from high word", a: Micros{Hi: 1}, b: Micros{Lo: 1}, want: Micros{Lo: ^uint64(0)}, wantOK: true},
+		{name: "to zero", a: Units(3), b: Units(3), want: Micros{}, wantOK: true},
+		{name: "below zero", a: Units(1), b: Units(2), want: Micros{}, wantOK: false},
+		{name: "high word below zero", a: Micros{Lo: 5}, b: Micros{Hi: 1}, want: Micros{}, wantOK: false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := tt.a.Sub(tt.b)
+			if diff := cmp.Diff([]any{tt.want, tt.wantOK}, []any{got, ok}); diff != "" {
+				t.Errorf("mismatch (-want +got):\n%s", diff)
+			}
+			if back, _ := got.Add(tt.b); ok && back != tt.a {
+				t.Errorf("(a-b)+b = %v, want %v", back, tt.a)
+			}
+		})
+	}
+}
+
 // FuzzParse checks Parse against math/big: whatever parses is exact and round-trips.
 func FuzzParse(f *testing.F) {
 	for _, s := range []string{"1", "0.5", "0.000001", "18446744073709.551616", "340282366920938463463374607431768.211455", "-1", "1e3", ".5", "0.0000001"} {

@@ -17,11 +17,19 @@
 //	meterbill_line_qty   the quantity this line prices
 //	meterbill_unit_price the unit price, minor units, exact decimal
 //	meterbill_invoice    the invoice the line was made for
+//	meterbill_kind       only on late-usage adjustments: "adjustment"
+//	meterbill_base       only on adjustments: the run's quantity billed before this line;
+//	                     meterbill_quantity is then the run's quantity billed including it
 //
 // A "run" is a set of contiguous buckets of one metric (a DAY metric on a monthly invoice is one
 // run of about thirty buckets). The buckets one invoice bills for one metric are priced together,
 // as one line or one per tier, even when they form several runs. A bucket is billed when one of
 // some item's runs covers it, for the same account and metric.
+//
+// An adjustment bills usage that arrived after its run was billed: it carries the run's
+// from/to/runs unchanged, the quantity billed before it (base) and the quantity billed with it.
+// A run's billed quantity is the largest quantity among its items, so each adjustment bills
+// only what the previous ones did not.
 package ledger
 
 import (
@@ -49,7 +57,12 @@ const (
 	KeyLineQty   = Prefix + "line_qty"
 	KeyUnitPrice = Prefix + "unit_price"
 	KeyInvoice   = Prefix + "invoice"
+	KeyKind      = Prefix + "kind"
+	KeyBase      = Prefix + "base"
 	version      = "1"
+
+	// KindAdjustment marks a late-usage adjustment.
+	KindAdjustment = "adjustment"
 )
 
 // ErrMalformed reports meterbill metadata that cannot be read back; the ledger cannot be
@@ -71,6 +84,24 @@ type Entry struct {
 	LineQty   string
 	UnitPrice string
 	Invoice   string
+	Kind      string // "" for usage, KindAdjustment for a late-usage adjustment
+	Base      string // adjustments: the run's quantity billed before this item
+}
+
+// IsAdjustment reports whether e is a late-usage adjustment.
+func (e Entry) IsAdjustment() bool { return e.Kind == KindAdjustment }
+
+// SameRun reports whether e and f bill the same run of buckets.
+func (e Entry) SameRun(f Entry) bool {
+	if !e.From.Equal(f.From) || !e.To.Equal(f.To) || len(e.Runs) != len(f.Runs) {
+		return false
+	}
+	for i := range e.Runs {
+		if e.Runs[i] != f.Runs[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // SpecString names a period spec for the metadata.
@@ -95,6 +126,10 @@ func Encode(e Entry) map[string]string {
 		KeyLineQty:   e.LineQty,
 		KeyUnitPrice: e.UnitPrice,
 		KeyInvoice:   e.Invoice,
+	}
+	if e.Kind != "" {
+		md[KeyKind] = e.Kind
+		md[KeyBase] = e.Base
 	}
 	if len(e.Runs) > 1 {
 		parts := make([]string, len(e.Runs))
@@ -152,7 +187,14 @@ func Decode(md map[string]string) (e Entry, ok bool, err error) {
 	if v != version {
 		return Entry{}, true, fmt.Errorf("%w: unknown scheme version %q", ErrMalformed, v)
 	}
-	e = Entry{Metric: md[KeyMetric], Period: md[KeyPeriod], Quantity: md[KeyQuantity], LineQty: md[KeyLineQty], UnitPrice: md[KeyUnitPrice], Invoice: md[KeyInvoice]}
+	e = Entry{Metric: md[KeyMetric], Period: md[KeyPeriod], Quantity: md[KeyQuantity], LineQty: md[KeyLineQty], UnitPrice: md[KeyUnitPrice], Invoice: md[KeyInvoice],
+		Kind: md[KeyKind], Base: md[KeyBase]}
+	switch {
+	case e.Kind != "" && e.Kind != KindAdjustment:
+		return Entry{}, true, fmt.Errorf("%w: kind %.40q", ErrMalformed, e.Kind)
+	case e.Kind == KindAdjustment && e.Base == "":
+		return Entry{}, true, fmt.Errorf("%w: adjustment without base", ErrMalformed)
+	}
 	if e.Account, err = strconv.ParseUint(md[KeyAccount], 10, 64); err != nil || e.Account == 0 {
 		return Entry{}, true, fmt.Errorf("%w: account %q", ErrMalformed, md[KeyAccount])
 	}
@@ -241,6 +283,14 @@ func Key(customer string, account uint64, metric string, from, to time.Time, tie
 		fmt.Fprintf(&b, "-r%d", gen)
 	}
 	return b.String()
+}
+
+// AdjustmentKey returns the idempotency key of a late-usage adjustment of one run: deterministic
+// per (customer, account, metric, run, quantity billed before it), so concurrent deliveries
+// that see the same ledger converge on one adjustment, and the next adjustment, starting from
+// a higher base, gets a key of its own.
+func AdjustmentKey(customer string, account uint64, metric string, from, to time.Time, base string, gen int, pending bool) string {
+	return Key(customer, account, metric, from, to, 0, gen, pending) + fmt.Sprintf("-adj%x", fnv64(base))
 }
 
 // fnv64 is FNV-1a, the hash Unimeter itself uses for metric codes; here it keeps arbitrary UTF-8
