@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,6 +48,7 @@ type Client struct {
 
 	mu      sync.RWMutex
 	leaders [Partitions]string
+	nodes   []string // every address the partition maps named, leaders and replicas, in order seen
 	pools   map[string]*pool
 	closed  bool
 
@@ -79,6 +81,11 @@ type Error struct {
 	Addr   string     // the node last asked
 	Status Status     // the reply's status; 0 when no reply arrived
 	Err    error      // the cause when no reply arrived
+
+	// callerDone records that the caller's context had ended: only then is a timeout the
+	// caller's. A dial or request timeout of the client's own also matches
+	// context.DeadlineExceeded, and is an outage worth retrying.
+	callerDone bool
 }
 
 // Error describes the failure.
@@ -93,12 +100,13 @@ func (e *Error) Error() string {
 func (e *Error) Unwrap() error { return e.Err }
 
 // Retryable reports whether the same request may succeed later: everything but UNKNOWN_METRIC,
-// an ERR to a request other than ingest (the server refused it as malformed), and a cancelled
-// or expired context.
+// an ERR to a request other than ingest (the server refused it as malformed), a closed client,
+// and the caller's own context ending. A timeout of the client's own (dialling, or a request
+// past Config.Timeout) is retryable.
 func (e *Error) Retryable() bool {
 	switch {
 	case e.Err != nil:
-		return !errors.Is(e.Err, context.Canceled) && !errors.Is(e.Err, context.DeadlineExceeded) && !errors.Is(e.Err, errClosed)
+		return !e.callerDone && !errors.Is(e.Err, errClosed)
 	case e.Status == StatusUnknownMetric:
 		return false
 	case e.Status == StatusErr:
@@ -162,8 +170,8 @@ func (c *Client) Close() {
 	}
 }
 
-// Nodes returns every node address the client knows: the seeds and the partition map's leaders
-// and replicas, without duplicates, seeds first.
+// Nodes returns every node address the client knows: the seeds, every leader and replica the
+// partition maps named, and leaders learnt from redirects; without duplicates, seeds first.
 func (c *Client) Nodes() []string {
 	seen := map[string]bool{}
 	var out []string
@@ -177,7 +185,10 @@ func (c *Client) Nodes() []string {
 		add(s)
 	}
 	c.mu.RLock()
-	for _, l := range c.leaders {
+	for _, a := range c.nodes {
+		add(a)
+	}
+	for _, l := range c.leaders { // a leader learnt from a REDIRECT
 		add(l)
 	}
 	c.mu.RUnlock()
@@ -226,6 +237,11 @@ func (c *Client) refreshFrom(ctx context.Context, addr string) error {
 	c.mu.Lock()
 	for i := range m {
 		c.leaders[i] = m[i].Leader
+		for _, a := range []string{m[i].Leader, m[i].Replica0, m[i].Replica1} {
+			if a != "" && !slices.Contains(c.nodes, a) {
+				c.nodes = append(c.nodes, a)
+			}
+		}
 	}
 	c.mu.Unlock()
 	return nil
@@ -392,7 +408,11 @@ type replyInfo struct{ redirect string }
 func (c *Client) exchange(ctx context.Context, addr, op string, typ PacketType, partition uint16, encode func([]byte) ([]byte, error), decode func([]byte) error) (replyInfo, error) {
 	var info replyInfo
 	fail := func(status Status, err error) *Error {
-		return &Error{Op: op, Packet: typ, Addr: addr, Status: status, Err: err}
+		done := ctx.Err() != nil
+		if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+			done = true
+		}
+		return &Error{Op: op, Packet: typ, Addr: addr, Status: status, Err: err, callerDone: done}
 	}
 	p, err := c.pool(addr)
 	if err != nil {
@@ -422,24 +442,32 @@ func (c *Client) exchange(ctx context.Context, addr, op string, typ PacketType, 
 		p.discard(cn)
 		return info, fail(0, err)
 	}
+	// release returns the connection for reuse when the stream is still in step, and when no
+	// cancellation raced the reply (its deadline could still land on the next request).
+	release := func(reuse bool) {
+		if reuse && !cn.poisoned {
+			p.put(cn)
+			return
+		}
+		p.discard(cn)
+	}
 	switch h.Status {
 	case StatusOK, StatusDuplicate:
 		err = decode(payload)
+		release(err == nil)
 		if err != nil {
-			p.discard(cn)
 			return info, fmt.Errorf("unimeter: %s at %s: %w", op, addr, err)
 		}
-		p.put(cn)
 		return info, nil
 	case StatusRedirect:
 		if a, derr := DecodeRedirect(payload); derr == nil {
 			info.redirect = a
 		}
-		p.discard(cn)
+		release(false)
 	case StatusBackpressure, StatusUnknownMetric:
-		p.put(cn)
+		release(true)
 	default: // ERR, NOT_LEADER and statuses this client does not know
-		p.discard(cn)
+		release(false)
 	}
 	return info, fail(h.Status, nil)
 }

@@ -268,3 +268,48 @@ func TestClosedClient(t *testing.T) {
 	}
 	cl.Close() // idempotent
 }
+
+// TestDialTimeoutIsAnOutage: a leader whose host went dark makes dials time out, and net.Dialer's
+// timeout matches context.DeadlineExceeded. While the caller's context is alive that is an
+// outage, retryable, and the client must re-learn the map to find the partition's new leader.
+func TestDialTimeoutIsAnOutage(t *testing.T) {
+	c, err := unimetertest.Start(unimetertest.Options{Nodes: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Close() }()
+	var dark atomic.Bool
+	dead := c.Addrs()[1]
+	dial := func(ctx context.Context, addr string) (net.Conn, error) {
+		d := net.Dialer{Timeout: 100 * time.Millisecond}
+		if dark.Load() && addr == dead {
+			// A host that drops SYNs: the dialer's own timeout ends the dial, with the error
+			// net.Dialer returns then.
+			tctx, cancel := context.WithTimeout(ctx, d.Timeout)
+			defer cancel()
+			<-tctx.Done()
+			return d.DialContext(tctx, "tcp", addr)
+		}
+		return d.DialContext(ctx, "tcp", addr)
+	}
+	cl, err := unimeter.Dial(context.Background(), unimeter.Config{Seeds: c.Addrs(), Dial: dial})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	for _, a := range c.Addrs() {
+		if err := cl.MetricPut(context.Background(), a, &apiCalls); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Partition 1 is led by node 1; its host goes dark and the cluster fails it over to node 0.
+	dark.Store(true)
+	c.Kill(1)
+	c.MoveLeader(1, 0)
+	if _, err := cl.Ingest(context.Background(), []unimeter.Event{event(1, 0)}); err != nil {
+		t.Fatalf("Ingest did not find the new leader: %v", err)
+	}
+	if got := c.Query(0, 1, apiCalls.Code, aprilStart, aprilEnd).Count; got != 1 {
+		t.Errorf("new leader holds %d events, want 1", got)
+	}
+}

@@ -14,9 +14,10 @@ import (
 // one request at a time, so a conn carries one request at a time too: pipelining would gain
 // nothing and a REDIRECT or ERR would poison every request behind it (research §1.16–1.17).
 type conn struct {
-	nc  net.Conn
-	buf []byte // request frame, then reply payload; reused
-	hdr [ResponseHeaderSize]byte
+	nc       net.Conn
+	buf      []byte // request frame, then reply payload; reused
+	hdr      [ResponseHeaderSize]byte
+	poisoned bool // a cancellation callback ran (or is running): never reuse
 }
 
 // pool holds a node's idle connections and bounds how many exist at once.
@@ -135,7 +136,11 @@ func (c *conn) roundTrip(ctx context.Context, id uint32, timeout time.Duration) 
 		return ResponseHeader{}, nil, err
 	}
 	stop := context.AfterFunc(ctx, func() { _ = c.nc.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
+	defer func() {
+		if !stop() { // the callback has started: its deadline may land after we return
+			c.poisoned = true
+		}
+	}()
 	if _, err := c.nc.Write(c.buf); err != nil {
 		return ResponseHeader{}, nil, ctxErr(ctx, err)
 	}
