@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/meterbill/meterbill"
@@ -204,4 +205,37 @@ func ExampleNewMiddleware() {
 		_, _ = io.WriteString(w, "ok")
 	})
 	http.Handle("/api/", usage(api))
+}
+
+func ExampleObserverFunc() {
+	ctx := context.Background()
+	meter := meterbill.NewMemoryMeter()
+	calls := meterbill.Metric{Code: "api_calls", Aggregation: meterbill.Count, Period: meterbill.Calendar, CycleDay: 1}
+	var mu sync.Mutex // Observe is called concurrently
+	counts := map[meterbill.MeasurementKind]int{}
+	obs := meterbill.ObserverFunc(func(m meterbill.Measurement) {
+		if m.N > 0 { // a count; latencies set Op, Status and Duration instead
+			mu.Lock()
+			counts[m.Kind] += m.N
+			mu.Unlock()
+		}
+	})
+	rec, err := meterbill.NewRecorder(ctx, meter, []meterbill.Metric{calls}, meterbill.WithObserver(obs))
+	if err != nil {
+		panic(err)
+	}
+	for range 3 {
+		_ = rec.Record(ctx, meterbill.Event{Account: 42, Metric: "api_calls", Value: meterbill.Units(1)})
+	}
+	_ = rec.Record(ctx, meterbill.Event{Account: 42, Metric: "unknown", Value: meterbill.Units(1)})
+	if err := rec.Close(ctx); err != nil {
+		panic(err)
+	}
+	fmt.Println(meterbill.EventsRecorded, counts[meterbill.EventsRecorded])
+	fmt.Println(meterbill.EventsDelivered, counts[meterbill.EventsDelivered])
+	fmt.Println(meterbill.EventsRejected, counts[meterbill.EventsRejected])
+	// Output:
+	// events_recorded 3
+	// events_delivered 3
+	// events_rejected 1
 }

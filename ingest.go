@@ -72,7 +72,7 @@ type RecorderStats struct {
 
 // NewRecorder defines metrics on meter (idempotently) and starts a recorder for them; events for
 // other metrics are refused. Options: [WithQueueSize], [WithBatchSize], [WithFlushInterval],
-// [WithRejectWhenFull], [WithLane], [WithDeliveryErrorHandler], [WithLogger].
+// [WithRejectWhenFull], [WithLane], [WithDeliveryErrorHandler], [WithObserver], [WithLogger].
 func NewRecorder(ctx context.Context, meter Meter, metrics []Metric, opts ...Option) (*Recorder, error) {
 	if meter == nil || len(metrics) == 0 {
 		return nil, errors.New("meterbill: NewRecorder needs a meter and the metrics it records")
@@ -81,6 +81,7 @@ func NewRecorder(ctx context.Context, meter Meter, metrics []Metric, opts ...Opt
 	if err != nil {
 		return nil, err
 	}
+	meter = observedMeter{Meter: meter, obs: o.observer}
 	if err := meter.Define(ctx, metrics...); err != nil {
 		return nil, err
 	}
@@ -117,21 +118,21 @@ func (r *Recorder) Record(ctx context.Context, e Event) error {
 		e.Time = r.stamp()
 	}
 	if _, ok := r.metrics[e.Metric]; !ok {
-		r.rejected.Add(1)
+		r.reject()
 		if err := e.Validate(); err != nil {
 			return err
 		}
 		return fmt.Errorf("%w %q: the recorder was not started with it", ErrUnknownMetric, e.Metric)
 	}
 	if err := e.validateFields(); err != nil { // the code was validated when the recorder started
-		r.rejected.Add(1)
+		r.reject()
 		return err
 	}
 	if len(e.Properties) > 0 {
 		e.Properties = slices.Clone(e.Properties)
 	}
 	if err := r.q.Put(ctx, e, r.block); err != nil {
-		r.rejected.Add(1)
+		r.reject()
 		switch {
 		case errors.Is(err, batch.ErrFull):
 			return ErrQueueFull
@@ -142,6 +143,12 @@ func (r *Recorder) Record(ctx context.Context, e Event) error {
 	}
 	r.enqueued.Add(1)
 	return nil
+}
+
+// reject counts an event Record refused.
+func (r *Recorder) reject() {
+	r.rejected.Add(1)
+	r.o.observer.Observe(Measurement{Kind: EventsRejected, N: 1})
 }
 
 // stamp returns a timestamp unique within the process and, given distinct lanes, across
@@ -219,6 +226,7 @@ func (r *Recorder) deliver(ctx context.Context, snapshot [][]Event) {
 		}
 		n += len(chunk)
 	}
+	count(r.o.observer, EventsRecorded, n) // every accepted event passes here exactly once
 	for p := 1; p < len(counts); p++ {
 		counts[p] += counts[p-1]
 	}
@@ -256,6 +264,11 @@ func (r *Recorder) send(ctx context.Context, events []Event) {
 		case err == nil:
 			r.delivered.Add(uint64(len(events)))
 			r.duplicates.Add(uint64(res.Duplicates))
+			count(r.o.observer, EventsDelivered, len(events))
+			count(r.o.observer, EventsDuplicate, res.Duplicates)
+			return
+		case ctx.Err() != nil: // Close's context ended: what is left is undelivered, as a whole
+			r.giveUp(fmt.Errorf("%w: gave up at close: %w", ErrUndelivered, err), events)
 			return
 		case permanent(err) && len(events) > 1:
 			half := len(events) / 2
@@ -267,6 +280,9 @@ func (r *Recorder) send(ctx context.Context, events []Event) {
 			return
 		}
 		r.retried.Add(1)
+		if ctx.Err() == nil { // else Close's context ended: giveUp logs it
+			r.o.logger.Warn("meterbill: meter ingest failed; retrying", "events", len(events), "attempt", attempt, "err", err)
+		}
 		if werr := backoff.Sleep(ctx, r.backoff.Wait(attempt)); werr != nil {
 			r.giveUp(fmt.Errorf("%w: gave up retrying at close: %w", ErrUndelivered, err), events)
 			return
@@ -274,13 +290,20 @@ func (r *Recorder) send(ctx context.Context, events []Event) {
 	}
 }
 
-// permanent reports whether the meter refused events for reasons a retry cannot change.
+// permanent reports whether the meter refused events for reasons a retry cannot change: one of
+// meterbill's refusals, or an error that says of itself it is not retryable (a [MeterError] from
+// a closed meter, say). Any other error is retried.
 func permanent(err error) bool {
-	return errors.Is(err, ErrInvalidEvent) || errors.Is(err, ErrUnknownMetric) || errors.Is(err, ErrMetricConflict)
+	if errors.Is(err, ErrInvalidEvent) || errors.Is(err, ErrUnknownMetric) || errors.Is(err, ErrMetricConflict) {
+		return true
+	}
+	var r interface{ Retryable() bool }
+	return errors.As(err, &r) && !r.Retryable()
 }
 
 func (r *Recorder) giveUp(err error, events []Event) {
 	r.failed.Add(uint64(len(events)))
+	count(r.o.observer, EventsFailed, len(events))
 	if !errors.Is(err, ErrUndelivered) {
 		err = fmt.Errorf("%w: %w", ErrUndelivered, err)
 	}

@@ -470,7 +470,8 @@ const (
 	OutcomeUnknownCustomer Outcome = "unknown_customer"
 	// OutcomeIgnored: an event other than invoice.created.
 	OutcomeIgnored Outcome = "ignored"
-	// OutcomeFailed: an error; the webhook was answered 500 and Stripe will redeliver.
+	// OutcomeFailed: an error; the webhook was answered 500 (400 for [ErrInvalidPeriod] and
+	// [ErrInvalidAccount], data no retry changes) and Stripe will redeliver.
 	OutcomeFailed Outcome = "failed"
 )
 
@@ -498,6 +499,70 @@ const maxRounds = 10
 
 var _ http.Handler = (*Handler)(nil)
 
+// Estimate is what an account's usage costs so far: for each billed metric, its current period
+// (partial: the usage recorded in it until now) and its last complete period, priced as an
+// invoice would price them. It is plain data.
+type Estimate struct {
+	Account  uint64
+	Currency string
+	// At is the time the estimate is for; each metric's current period is the one containing it.
+	At time.Time
+	// Current and Last are the priced lines of the current and the last complete periods, in the
+	// pricer's metric order. A metric without usage in a period has no line there.
+	Current, Last []EstimateLine
+	// CurrentTotal and LastTotal add up the lines' amounts, in minor units.
+	CurrentTotal, LastTotal int64
+}
+
+// EstimateLine is one priced line of an [Estimate]: the line and the metric period it prices.
+type EstimateLine struct {
+	Period Period
+	Line
+}
+
+// Preview prices an account's usage without writing anywhere: what dashboards and support need
+// for "how much will I pay?". For each metric of pricer it returns the period containing at (in
+// the metric's own periods: the month from its cycle day for Calendar, the UTC day for Day, the
+// ISO week for Week) with the usage recorded in it so far, and the period before it, complete.
+// The meter answers whole periods, so at only picks them: with at in the past, usage recorded
+// later in the same period counts too; with at = now, that is the usage so far.
+// Catch-up and late-usage lines are not included: they depend on what Stripe's ledger holds,
+// which Preview does not read. An account's currency comes from the caller (the Stripe
+// customer's). Errors are the meter's and the pricer's (a currency without a price is
+// [ErrNoPrice]).
+func Preview(ctx context.Context, meter Meter, pricer Pricer, account uint64, currency string, at time.Time) (*Estimate, error) {
+	if account == 0 {
+		return nil, fmt.Errorf("%w: account 0", ErrInvalidAccount)
+	}
+	est := &Estimate{Account: account, Currency: strings.ToLower(currency), At: at.UTC()}
+	for _, m := range pricer.Metrics() {
+		cur := m.Bucket(at)
+		last := m.Bucket(cur.Start.Add(-time.Nanosecond))
+		for _, p := range []struct {
+			period Period
+			lines  *[]EstimateLine
+			total  *int64
+		}{{last, &est.Last, &est.LastTotal}, {cur, &est.Current, &est.CurrentTotal}} {
+			u, err := meter.Query(ctx, account, m, p.period)
+			if err != nil {
+				return nil, fmt.Errorf("meterbill: preview of %s for account %d: %w", m.Code, account, err)
+			}
+			lines, err := pricer.Price(ctx, est.Currency, u)
+			if err != nil {
+				return nil, fmt.Errorf("meterbill: preview of %s for account %d: %w", m.Code, account, err)
+			}
+			for _, l := range lines {
+				if *p.total+l.Amount < *p.total {
+					return nil, fmt.Errorf("%w: preview total for account %d", ErrAmountOverflow, account)
+				}
+				*p.total += l.Amount
+				*p.lines = append(*p.lines, EstimateLine{Period: p.period, Line: l})
+			}
+		}
+	}
+	return est, nil
+}
+
 // Handler is the Stripe webhook endpoint: it verifies each request, and on invoice.created for a
 // draft invoice adds the invoice's usage lines exactly once. Mount it on the route you register
 // with Stripe. It keeps no state: what was billed lives in the invoice items' metadata on
@@ -513,13 +578,22 @@ type Handler struct {
 	locks    keyedMutex // one billing at a time per customer, within this process
 }
 
-// secrets holds the signing secrets. It never prints them: not with %v, %+v, %#v or slog.
-type secrets struct{ list []string }
+// secrets holds the signing secrets. It never prints them: not with %v, %+v, %#v or slog. The
+// list sits behind one more pointer because fmt given a wrong verb (%s, %d, %x of a Handler)
+// prints an unexported pointer field's target by reflection, where no method can redact; a
+// pointer one level further down it prints only as an address.
+type secrets struct{ list *[]string }
 
-func (s *secrets) String() string             { return fmt.Sprintf("[%d redacted secrets]", len(s.list)) }
-func (s *secrets) GoString() string           { return s.String() }
-func (s *secrets) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, s.String()) }
-func (s *secrets) LogValue() slog.Value       { return slog.StringValue(s.String()) }
+// newSecrets holds a copy of list.
+func newSecrets(list []string) *secrets {
+	own := append([]string(nil), list...)
+	return &secrets{list: &own}
+}
+
+func (s secrets) String() string             { return fmt.Sprintf("[%d redacted secrets]", len(*s.list)) }
+func (s secrets) GoString() string           { return s.String() }
+func (s secrets) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, s.String()) }
+func (s secrets) LogValue() slog.Value       { return slog.StringValue(s.String()) }
 
 // keyedMutex serialises work per key (a customer), creating and dropping locks as needed.
 type keyedMutex struct {
@@ -558,7 +632,7 @@ func (k *keyedMutex) lock(key string) (unlock func()) {
 // NewHandler returns the webhook handler. secrets are the endpoint's signing secrets
 // ("whsec_…"); list both the old and the new one while you roll a secret. Options:
 // [WithMaxBodyBytes], [WithTolerance], [WithDeadline], [WithZeroUsageLines],
-// [WithErrorHandler], [WithReportHook], [WithLogger].
+// [WithErrorHandler], [WithReportHook], [WithObserver], [WithLogger].
 func NewHandler(meter Meter, stripe StripeClient, resolver AccountResolver, pricer Pricer, secretList []string, opts ...Option) (*Handler, error) {
 	switch {
 	case meter == nil || stripe == nil || resolver == nil || pricer == nil:
@@ -579,17 +653,21 @@ func NewHandler(meter Meter, stripe StripeClient, resolver AccountResolver, pric
 		return nil, errors.New("meterbill: the pricer bills no metric")
 	}
 	return &Handler{
-		meter: meter, stripe: stripe, resolver: resolver, pricer: pricer,
-		secrets: &secrets{list: append([]string(nil), secretList...)}, o: o,
+		meter: observedMeter{Meter: meter, obs: o.observer}, stripe: observedStripe{StripeClient: stripe, obs: o.observer, log: o.logger},
+		resolver: resolver, pricer: pricer,
+		secrets: newSecrets(secretList), o: o,
 		backoff: backoff.Policy{Base: o.retryBase, Max: o.retryMax},
 	}, nil
 }
 
 // ServeHTTP handles one webhook delivery: 200 when the invoice is billed or there is nothing to
-// do, 400 or 413 for a request that is not a valid signed event, 500 when billing failed (Stripe
-// then redelivers, and holds the invoice as a draft for up to three days).
+// do, 400 or 413 for a request that is not a valid signed event, 400 for a signed invoice whose
+// period or account mapping is unbillable, 500 when billing failed otherwise (Stripe then
+// redelivers, and holds the invoice as a draft for up to three days), 405 for a method other
+// than POST.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
+		h.o.logger.Warn("meterbill: webhook refused", "status", http.StatusMethodNotAllowed, "method", r.Method)
 		w.Header().Set("Allow", http.MethodPost)
 		http.Error(w, http.StatusText(http.StatusMethodNotAllowed), http.StatusMethodNotAllowed)
 		return
@@ -605,7 +683,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	if err := stripeevent.Verify(payload, r.Header.Get("Stripe-Signature"), h.secrets.list, h.o.tolerance, h.o.now()); err != nil {
+	if err := stripeevent.Verify(payload, r.Header.Get("Stripe-Signature"), *h.secrets.list, h.o.tolerance, h.o.now()); err != nil {
 		h.fail(w, r, fmt.Errorf("%w: %w", ErrBadSignature, err))
 		return
 	}
@@ -669,6 +747,16 @@ func (h *Handler) report(rep *Report) {
 	default:
 		h.o.logger.Info("meterbill: invoice "+string(rep.Outcome), attrs...)
 	}
+	pending := 0
+	for _, it := range rep.Created {
+		if it.Invoice == "" {
+			pending++
+		}
+	}
+	h.o.observer.Observe(Measurement{Kind: InvoicesHandled, N: 1, Outcome: rep.Outcome})
+	count(h.o.observer, LinesCreated, len(rep.Created)-pending)
+	count(h.o.observer, LinesPending, pending)
+	count(h.o.observer, LinesExisting, rep.Existing)
 	if h.o.reportHook != nil {
 		h.o.reportHook(rep)
 	}
@@ -683,9 +771,16 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.Is(err, ErrBodyTooLarge):
 		status = http.StatusRequestEntityTooLarge
+		h.o.logger.Warn("meterbill: webhook refused", "status", status, "err", err)
 	case errors.Is(err, ErrBadSignature), errors.Is(err, ErrMalformedEvent):
 		status = http.StatusBadRequest
 		h.o.logger.Warn("meterbill: webhook refused", "status", status, "err", err)
+	case errors.Is(err, ErrInvalidPeriod), errors.Is(err, ErrInvalidAccount):
+		// The data Stripe holds is unbillable (the invoice's period, the account mapping), not
+		// this server: a 400, already logged by report. Stripe redelivers any non-2xx, so fixing
+		// the metadata within three days still bills it. A currency without a price stays a 500:
+		// it is this side's plan that is missing it.
+		status = http.StatusBadRequest
 	}
 	http.Error(w, http.StatusText(status), status)
 }
@@ -718,7 +813,13 @@ func retry[T any](ctx context.Context, h *Handler, f func() (T, error)) (T, erro
 		v, err := f()
 		var se *StripeError
 		var stop *stopRetry
-		if err == nil || errors.As(err, &stop) || !errors.As(err, &se) || !se.Retryable() {
+		if err == nil || errors.As(err, &stop) || !errors.As(err, &se) || ctx.Err() != nil {
+			return v, err
+		}
+		// No answer while our own deadline still runs (an HTTP client timeout wraps
+		// context.DeadlineExceeded too, so Retryable alone would give up on one slow request):
+		// retry, under the same idempotency key, which Stripe replays if the first one landed.
+		if !se.Retryable() && se.Status != 0 {
 			return v, err
 		}
 		if werr := backoff.Sleep(ctx, h.backoff.Wait(attempt)); werr != nil {
@@ -732,8 +833,18 @@ type action struct {
 	metric   Metric
 	from, to time.Time      // the span of the buckets priced
 	runs     [][2]time.Time // the runs of contiguous buckets in the span, when more than one
-	quantity Value          // the usage of all of them, as priced
+	quantity Value          // the usage of all of them, as priced (adjustments: billed with this line)
 	line     Line
+	catchUp  bool   // a bucket before the invoice's window that was never billed
+	base     *Value // adjustments: the run's quantity billed before this line
+}
+
+// key returns the action's idempotency key (see ledger.Key and ledger.AdjustmentKey).
+func (a action) key(customer string, acct uint64, gen int, pending bool) string {
+	if a.base != nil {
+		return ledger.AdjustmentKey(customer, acct, a.metric.Code, a.from, a.to, a.base.String(), gen, pending)
+	}
+	return ledger.Key(customer, acct, a.metric.Code, a.from, a.to, a.line.Tier, gen, pending)
 }
 
 // billWith is the invoice bridge. It reads the ledger (the customer's items on Stripe), plans the
@@ -811,8 +922,8 @@ func (h *Handler) billWith(ctx context.Context, sc StripeClient, inv StripeInvoi
 		reread := false
 		for _, a := range todo {
 			item := h.item(inv, acct, a, pending)
-			base := ledger.Key(inv.Customer, acct, a.metric.Code, a.from, a.to, a.line.Tier, 1, pending)
-			key := ledger.Key(inv.Customer, acct, a.metric.Code, a.from, a.to, a.line.Tier, max(gens[base], 1), pending)
+			base := a.key(inv.Customer, acct, 1, pending)
+			key := a.key(inv.Customer, acct, max(gens[base], 1), pending)
 			created, err := retry(ctx, h, func() (InvoiceItem, error) {
 				it, err := sc.CreateInvoiceItem(ctx, item, key)
 				var se *StripeError
@@ -887,77 +998,288 @@ func (h *Handler) plan(ctx context.Context, inv StripeInvoice, acct uint64, entr
 	var todo []action
 	existing := 0
 	for _, m := range h.pricer.Metrics() {
-		spec := m.spec()
-		run, ok := ledger.Billable(spec, inv.PeriodStart.UnixNano(), inv.PeriodEnd.UnixNano())
-		if !ok {
-			continue
-		}
-		winFrom, winTo := run.Window(spec)
-		var covered [][2]int64
-		runs := map[[2]int64][]ledger.Entry{} // existing runs that touch this window
+		var usage, adjustments []ledger.Entry
 		for _, e := range entries {
-			if e.Metric != m.Code {
-				continue
+			switch {
+			case e.Metric != m.Code:
+			case e.IsAdjustment():
+				adjustments = append(adjustments, e)
+			default:
+				usage = append(usage, e)
 			}
+		}
+		var covered [][2]int64
+		for _, e := range usage {
 			covered = append(covered, e.Covered()...)
-			if from, to := e.From.UnixNano(), e.To.UnixNano(); from < winTo && winFrom < to {
-				runs[[2]int64{from, to}] = append(runs[[2]int64{from, to}], e)
-			}
 		}
-		// Runs this invoice billed before: complete any whose lines were cut short (a crash
-		// between two tiers, a concurrent delivery still at work), pricing the usage recorded
-		// then so the tiers match. Runs of other invoices are never topped up: a plan changed
-		// since would otherwise add lines to a run billed in full.
-		for span, es := range runs {
-			existing += len(es)
-			if es[0].Invoice != inv.ID {
-				continue
-			}
-			qty, err := ParseValue(es[0].Quantity)
-			if err != nil {
-				return nil, 0, fmt.Errorf("ledger quantity: %w", err)
-			}
-			have := map[int]bool{}
-			for _, e := range es {
-				have[e.Tier] = true
-			}
-			from, to := unixUTC(span[0]), unixUTC(span[1])
-			lines, err := h.price(ctx, inv.Currency, Usage{Account: acct, Metric: m, Window: Period{Start: from, End: to}, Value: qty})
-			if err != nil {
-				return nil, 0, err
-			}
-			for _, l := range lines {
-				if !have[l.Tier] {
-					todo = append(todo, action{metric: m, from: from, to: to, runs: es[0].Runs, quantity: qty, line: l})
-				}
-			}
-		}
-		// Buckets never billed, priced together: one line, or one per tier, whatever runs
-		// they form (a stretch in between may have been billed on another invoice).
-		runsTodo := ledger.Uncovered(spec, run, covered)
-		if len(runsTodo) == 0 {
-			continue
-		}
-		if ledger.TooManyRuns(len(runsTodo)) {
-			return nil, 0, fmt.Errorf("%s of account %d: %d separate runs of unbilled periods, more than one item can record", m.Code, acct, len(runsTodo))
-		}
-		u, spans, err := h.usageOf(ctx, acct, m, spec, runsTodo)
+		spec := m.spec()
+		window, n, err := h.planWindow(ctx, inv, acct, m, usage, covered)
 		if err != nil {
 			return nil, 0, err
 		}
-		lines, err := h.price(ctx, inv.Currency, u)
+		existing += n
+		late, err := h.planLate(ctx, inv, acct, m, usage, adjustments)
+		if err != nil {
+			return nil, 0, err
+		}
+		early, err := h.planCatchUp(ctx, inv, acct, m, spec, usage, covered)
+		if err != nil {
+			return nil, 0, err
+		}
+		todo = append(append(append(todo, early...), window...), late...)
+	}
+	return todo, existing, nil
+}
+
+// planWindow plans the buckets of the invoice's own window: every complete bucket of m whose
+// end lies in (period_start, period_end] and is not billed yet, priced together.
+func (h *Handler) planWindow(ctx context.Context, inv StripeInvoice, acct uint64, m Metric, usage []ledger.Entry, covered [][2]int64) ([]action, int, error) {
+	spec := m.spec()
+	run, ok := ledger.Billable(spec, inv.PeriodStart.UnixNano(), inv.PeriodEnd.UnixNano())
+	var todo []action
+	existing := 0
+	var winFrom, winTo int64 // empty when the invoice holds no complete bucket of m
+	if ok {
+		winFrom, winTo = run.Window(spec)
+	}
+	runs := map[[2]int64][]ledger.Entry{} // existing runs that touch this window, or this invoice made
+	for _, e := range usage {
+		if from, to := e.From.UnixNano(), e.To.UnixNano(); (from < winTo && winFrom < to) || e.Invoice == inv.ID {
+			runs[[2]int64{from, to}] = append(runs[[2]int64{from, to}], e)
+		}
+	}
+	// Runs this invoice billed before (its window's, and catch-up buckets before it): complete
+	// any whose lines were cut short (a crash between two tiers, a concurrent delivery still at
+	// work), pricing the usage recorded then so the tiers match. Runs of other invoices are
+	// never topped up: a plan changed since would otherwise add lines to a run billed in full.
+	for span, es := range runs {
+		existing += len(es)
+		if es[0].Invoice != inv.ID {
+			continue
+		}
+		qty, err := ParseValue(es[0].Quantity)
+		if err != nil {
+			return nil, 0, fmt.Errorf("ledger quantity: %w", err)
+		}
+		have := map[int]bool{}
+		for _, e := range es {
+			have[e.Tier] = true
+		}
+		from, to := unixUTC(span[0]), unixUTC(span[1])
+		lines, err := h.price(ctx, inv.Currency, Usage{Account: acct, Metric: m, Window: Period{Start: from, End: to}, Value: qty})
 		if err != nil {
 			return nil, 0, err
 		}
 		for _, l := range lines {
-			a := action{metric: m, from: u.Window.Start, to: u.Window.End, quantity: u.Value, line: l}
-			if len(spans) > 1 {
-				a.runs = spans
+			if !have[l.Tier] {
+				todo = append(todo, action{metric: m, from: from, to: to, runs: es[0].Runs, quantity: qty, line: l, catchUp: !to.After(inv.PeriodStart)})
 			}
-			todo = append(todo, a)
 		}
 	}
+	if !ok {
+		return todo, existing, nil
+	}
+	// Buckets never billed, priced together: one line, or one per tier, whatever runs
+	// they form (a stretch in between may have been billed on another invoice).
+	runsTodo := ledger.Uncovered(spec, run, covered)
+	if len(runsTodo) == 0 {
+		return todo, existing, nil
+	}
+	if ledger.TooManyRuns(len(runsTodo)) {
+		return nil, 0, fmt.Errorf("%s of account %d: %d separate runs of unbilled periods, more than one item can record", m.Code, acct, len(runsTodo))
+	}
+	u, spans, err := h.usageOf(ctx, acct, m, spec, runsTodo)
+	if err != nil {
+		return nil, 0, err
+	}
+	lines, err := h.price(ctx, inv.Currency, u)
+	if err != nil {
+		return nil, 0, err
+	}
+	for _, l := range lines {
+		a := action{metric: m, from: u.Window.Start, to: u.Window.End, quantity: u.Value, line: l}
+		if len(spans) > 1 {
+			a.runs = spans
+		}
+		todo = append(todo, a)
+	}
 	return todo, existing, nil
+}
+
+// planCatchUp plans the buckets before the invoice's window that were never billed (a webhook
+// that never arrived, an endpoint down past Stripe's retries): whole periods back to the lookback
+// horizon, and
+// never before the first bucket billed for this account and metric, since usage from before the
+// customer was billed is not theirs to pay. Each missed billing period gets its own line (or one
+// per tier), priced as its own invoice would have priced it: the periods are found by stepping
+// back from period_start by the invoice's own length (whole months for a monthly invoice), so a
+// Calendar metric gets one line per missed month and a Day metric one line per missed month of
+// days, with tiers and included units applied per period, never across periods.
+func (h *Handler) planCatchUp(ctx context.Context, inv StripeInvoice, acct uint64, m Metric, spec period.Spec, usage []ledger.Entry, covered [][2]int64) ([]action, error) {
+	if h.o.lookback == 0 || len(usage) == 0 {
+		return nil, nil
+	}
+	earliest := usage[0].From
+	for _, e := range usage[1:] {
+		if e.From.Before(earliest) {
+			earliest = e.From
+		}
+	}
+	lower := inv.PeriodStart.Add(-h.o.lookback)
+	if earliest.After(lower) {
+		lower = earliest
+	}
+	first := spec.ID(lower.UnixNano())
+	if spec.Start(first) < lower.UnixNano() {
+		first++ // a bucket that began before the horizon is not a whole bucket within it
+	}
+	next := spec.ID(inv.PeriodStart.UnixNano()) // it ends after period_start: the window's
+	if next == 0 || first > next-1 {
+		return nil, nil
+	}
+	var todo []action
+	back := periodStepper(inv.PeriodStart, inv.PeriodEnd)
+	for i := 1; ; i++ {
+		from, to := back(i), back(i-1)
+		// Only whole periods: one the horizon cuts could not be priced as its invoice would have.
+		run, ok := ledger.Billable(spec, from.UnixNano(), to.UnixNano())
+		if ok && run.First >= first {
+			runs := ledger.Uncovered(spec, run, covered)
+			if ledger.TooManyRuns(len(runs)) {
+				return nil, fmt.Errorf("%s of account %d: %d separate runs of unbilled periods, more than one item can record", m.Code, acct, len(runs))
+			}
+			if len(runs) > 0 {
+				u, spans, err := h.usageOf(ctx, acct, m, spec, runs)
+				if err != nil {
+					return nil, err
+				}
+				lines, err := h.price(ctx, inv.Currency, u)
+				if err != nil {
+					return nil, err
+				}
+				for _, l := range lines {
+					a := action{metric: m, from: u.Window.Start, to: u.Window.End, quantity: u.Value, line: l, catchUp: true}
+					if len(spans) > 1 {
+						a.runs = spans
+					}
+					todo = append(todo, a)
+				}
+			}
+		}
+		if !from.After(unixUTC(spec.Start(first))) {
+			return todo, nil
+		}
+	}
+}
+
+// periodStepper returns the start of the billing period i periods before [start, end): whole
+// months when the invoice spans whole months (each counted from start, so a month end does not
+// drift), otherwise the invoice's own duration.
+func periodStepper(start, end time.Time) func(i int) time.Time {
+	for months := 1; months <= 12; months++ {
+		if start.AddDate(0, months, 0).Equal(end) {
+			return func(i int) time.Time { return start.AddDate(0, -months*i, 0) }
+		}
+	}
+	d := max(end.Sub(start), time.Hour) // a zero-length invoice still steps back
+	return func(i int) time.Time { return start.Add(-d * time.Duration(i)) }
+}
+
+// planLate plans adjustments for usage that arrived after its run was billed on an earlier
+// invoice: for each run that ended within the lookback, the usage now against the most the
+// ledger says was billed; if it grew, one line for the price of the whole run now less the price
+// of what was billed, under today's plan. Never a negative line: a run whose usage fell (a
+// Latest reading replaced) or whose price fell (volume tiers) is left as billed.
+func (h *Handler) planLate(ctx context.Context, inv StripeInvoice, acct uint64, m Metric, usage, adjustments []ledger.Entry) ([]action, error) {
+	if h.o.lookback == 0 {
+		return nil, nil
+	}
+	horizon := inv.PeriodStart.Add(-h.o.lookback)
+	var todo []action
+	done := make([]bool, len(usage))
+	for i, e := range usage {
+		if done[i] || e.Invoice == inv.ID || !e.To.After(horizon) || e.To.After(inv.PeriodStart) {
+			continue
+		}
+		billed, err := ParseValue(e.Quantity)
+		if err != nil {
+			return nil, fmt.Errorf("ledger quantity: %w", err)
+		}
+		for j := i + 1; j < len(usage); j++ { // the run's other tiers
+			if usage[j].SameRun(e) {
+				done[j] = true
+			}
+		}
+		for _, a := range adjustments {
+			if !a.SameRun(e) {
+				continue
+			}
+			q, err := ParseValue(a.Quantity)
+			if err != nil {
+				return nil, fmt.Errorf("ledger quantity: %w", err)
+			}
+			if q.Cmp(billed) > 0 {
+				billed = q
+			}
+		}
+		spec := m.spec()
+		var runs []ledger.Run
+		for _, c := range e.Covered() {
+			runs = append(runs, ledger.Run{First: spec.ID(c[0]), Last: spec.ID(c[1]) - 1})
+		}
+		now, _, err := h.usageOf(ctx, acct, m, spec, runs)
+		if err != nil {
+			return nil, err
+		}
+		if now.Value.Cmp(billed) <= 0 {
+			continue
+		}
+		before := now
+		before.Value = billed
+		amountNow, descr, err := h.total(ctx, inv.Currency, now)
+		if err != nil {
+			return nil, err
+		}
+		amountBefore, _, err := h.total(ctx, inv.Currency, before)
+		if err != nil {
+			return nil, err
+		}
+		if amountNow <= amountBefore {
+			continue
+		}
+		diff, _ := now.Value.m.Sub(billed.m)
+		base := billed
+		todo = append(todo, action{
+			metric: m, from: e.From, to: e.To, runs: e.Runs, quantity: now.Value, base: &base,
+			line: Line{
+				Metric: m.Code, Currency: strings.ToLower(inv.Currency), Quantity: Value{diff}, UnitPrice: "", FlatFee: "0",
+				Description: fmt.Sprintf("%s: late usage +%s (billed %s, now %s)", descr, Value{diff}, billed, now.Value),
+				Amount:      amountNow - amountBefore,
+			},
+		})
+	}
+	return todo, nil
+}
+
+// total prices u and returns the total of its lines and the price's description without a
+// tier.
+func (h *Handler) total(ctx context.Context, currency string, u Usage) (int64, string, error) {
+	lines, err := h.price(ctx, currency, u)
+	if err != nil {
+		return 0, "", err
+	}
+	var sum int64
+	descr := u.Metric.Code
+	for i, l := range lines {
+		if i == 0 {
+			descr, _, _ = strings.Cut(l.Description, " (tier ")
+		}
+		if sum+l.Amount < sum {
+			return 0, "", fmt.Errorf("%w: %s of %s", ErrAmountOverflow, u.Value, u.Metric.Code)
+		}
+		sum += l.Amount
+	}
+	return sum, descr, nil
 }
 
 // price prices u, adding a zero line for no usage when WithZeroUsageLines asks for it.
@@ -983,12 +1305,20 @@ func (h *Handler) item(inv StripeInvoice, acct uint64, a action, pending bool) I
 	if !a.line.Packages.IsZero() {
 		desc += fmt.Sprintf(" (%s packages)", a.line.Packages)
 	}
+	var kind, base string
+	switch {
+	case a.base != nil:
+		desc, kind, base = a.line.Description, ledger.KindAdjustment, a.base.String()
+	case a.catchUp:
+		desc += fmt.Sprintf(" (%s, not billed before)", a.from.Format("2006-01-02"))
+	}
 	it := InvoiceItem{
 		Customer: inv.Customer, Invoice: inv.ID, Currency: inv.Currency, Description: desc, Amount: a.line.Amount,
 		PeriodStart: a.from, PeriodEnd: a.to,
 		Metadata: ledger.Encode(ledger.Entry{
 			Account: acct, Metric: a.metric.Code, Period: ledger.SpecString(a.metric.spec()), From: a.from, To: a.to, Runs: a.runs,
 			Quantity: a.quantity.String(), Tier: a.line.Tier, LineQty: a.line.Quantity.String(), UnitPrice: a.line.UnitPrice, Invoice: inv.ID,
+			Kind: kind, Base: base,
 		}),
 	}
 	if pending {
@@ -1033,4 +1363,62 @@ func (h *Handler) usageOf(ctx context.Context, acct uint64, m Metric, spec perio
 	}
 	merged.Window = Period{Start: spans[0][0], End: spans[len(spans)-1][1]}
 	return merged, spans, nil
+}
+
+// observedStripe times every Stripe request, and logs the failed ones at debug level (the
+// invoice's outcome is logged once it is known). NewHandler and CustomerMetadataAccount wrap
+// their client in it.
+type observedStripe struct {
+	StripeClient
+	obs Observer
+	log *slog.Logger
+}
+
+var _ StripeClient = observedStripe{}
+
+func (s observedStripe) observe(op string, start time.Time, err error) {
+	d := time.Since(start)
+	status := "2xx"
+	if err != nil {
+		status = "error"
+		var se *StripeError
+		if errors.As(err, &se) {
+			switch se.Status / 100 {
+			case 4:
+				status = "4xx"
+			case 5:
+				status = "5xx"
+			}
+		}
+		s.log.Debug("meterbill: stripe request failed", "op", op, "status", status, "err", err)
+	}
+	s.obs.Observe(Measurement{Kind: StripeLatency, Op: op, Status: status, Duration: d})
+}
+
+func (s observedStripe) Invoice(ctx context.Context, id string) (StripeInvoice, error) {
+	start := time.Now()
+	inv, err := s.StripeClient.Invoice(ctx, id)
+	s.observe("invoice", start, err)
+	return inv, err
+}
+
+func (s observedStripe) CustomerMetadata(ctx context.Context, id string) (map[string]string, error) {
+	start := time.Now()
+	md, err := s.StripeClient.CustomerMetadata(ctx, id)
+	s.observe("customer_metadata", start, err)
+	return md, err
+}
+
+func (s observedStripe) InvoiceItems(ctx context.Context, customer string) ([]InvoiceItem, error) {
+	start := time.Now()
+	items, err := s.StripeClient.InvoiceItems(ctx, customer)
+	s.observe("invoice_items", start, err)
+	return items, err
+}
+
+func (s observedStripe) CreateInvoiceItem(ctx context.Context, item InvoiceItem, idempotencyKey string) (InvoiceItem, error) {
+	start := time.Now()
+	it, err := s.StripeClient.CreateInvoiceItem(ctx, item, idempotencyKey)
+	s.observe("create_invoice_item", start, err)
+	return it, err
 }

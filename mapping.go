@@ -128,7 +128,8 @@ type cacheEntry struct {
 
 // CustomerMetadataAccount returns a resolver that reads the account from the Stripe customer's
 // metadata key through client. Found accounts are cached (see [WithCache]); unknown customers
-// are not, so a customer mapped later is found at once. Options: [WithCache].
+// are not, so a customer mapped later is found at once. Options: [WithCache], [WithObserver],
+// [WithLogger].
 func CustomerMetadataAccount(client StripeClient, key string, opts ...Option) (*CustomerMetadataResolver, error) {
 	if client == nil || key == "" {
 		return nil, errors.New("meterbill: CustomerMetadataAccount needs a Stripe client and a metadata key")
@@ -138,7 +139,7 @@ func CustomerMetadataAccount(client StripeClient, key string, opts ...Option) (*
 		return nil, err
 	}
 	return &CustomerMetadataResolver{
-		client: client, key: key, now: o.now, size: o.cacheSize, ttl: o.cacheTTL,
+		client: observedStripe{StripeClient: client, obs: o.observer, log: o.logger}, key: key, now: o.now, size: o.cacheSize, ttl: o.cacheTTL,
 		lru: list.New(), index: map[string]*list.Element{},
 	}, nil
 }

@@ -28,7 +28,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"strconv"
 	"sync"
@@ -580,9 +579,10 @@ var _ Meter = (*UnimeterMeter)(nil)
 type UnimeterMeter struct {
 	c *unimeter.Client
 
+	// Nodes do not share a registry, so what is known is known per node.
 	mu      sync.RWMutex
-	metrics map[string]Metric // as the cluster holds them
-	suspect map[string]bool   // codes a node answered UNKNOWN_METRIC for: check before sending
+	metrics map[string]map[string]Metric // node -> code -> definition, as that node lists it
+	suspect map[string]map[string]bool   // node -> codes it answered UNKNOWN_METRIC for: list again first
 
 	buf sync.Pool // *[]unimeter.Event, one batch's wire events
 }
@@ -601,7 +601,7 @@ func DialUnimeter(ctx context.Context, nodes []string, opts ...Option) (*Unimete
 	if err != nil {
 		return nil, meterError("dial", err)
 	}
-	return &UnimeterMeter{c: c, metrics: map[string]Metric{}, suspect: map[string]bool{}}, nil
+	return &UnimeterMeter{c: c, metrics: map[string]map[string]Metric{}, suspect: map[string]map[string]bool{}}, nil
 }
 
 // Close closes the meter's connections; calls in flight fail. It is idempotent.
@@ -616,10 +616,15 @@ func (m *UnimeterMeter) Close() error {
 // then it registers the missing ones on every node and reads them back, refusing a node that
 // does not echo them (a server that predates WEEK periods would bucket them as 30-day windows).
 func (m *UnimeterMeter) Define(ctx context.Context, metrics ...Metric) error {
+	seen := make(map[string]Metric, len(metrics))
 	for _, mt := range metrics {
 		if err := mt.Validate(); err != nil {
 			return err
 		}
+		if prev, dup := seen[mt.Code]; dup && prev != mt {
+			return fmt.Errorf("%w: %q is defined twice in one call, as %s and as %s", ErrMetricConflict, mt.Code, describe(prev), describe(mt))
+		}
+		seen[mt.Code] = mt
 	}
 	for _, node := range m.c.Nodes() {
 		held, err := m.list(ctx, node)
@@ -652,7 +657,7 @@ func (m *UnimeterMeter) Define(ctx context.Context, metrics ...Metric) error {
 	return nil
 }
 
-// list reads a node's definitions and remembers them.
+// list reads a node's definitions and remembers them as that node's.
 func (m *UnimeterMeter) list(ctx context.Context, node string) (map[string]Metric, error) {
 	schemas, err := m.c.MetricList(ctx, node)
 	if err != nil {
@@ -670,18 +675,23 @@ func (m *UnimeterMeter) list(ctx context.Context, node string) (map[string]Metri
 		held[mt.Code] = mt
 	}
 	m.mu.Lock()
-	maps.Copy(m.metrics, held)
+	m.metrics[node] = held
+	for code := range m.suspect[node] {
+		if _, ok := held[code]; ok {
+			delete(m.suspect[node], code)
+		}
+	}
 	m.mu.Unlock()
 	return held, nil
 }
 
-// lookup returns the cluster's definition of code. It asks node (the leader the events or the
-// query will go to) when code is not known yet, or when that node answered UNKNOWN_METRIC for it
-// since: a metric deleted on the server, or registered on some nodes only.
+// lookup returns node's definition of code. It asks node when code is not known there yet, or
+// when node answered UNKNOWN_METRIC for it since (a metric deleted on the server, or registered
+// on some nodes only): only node's own list clears that.
 func (m *UnimeterMeter) lookup(ctx context.Context, code, node string) (Metric, error) {
 	m.mu.RLock()
-	mt, ok := m.metrics[code]
-	suspect := m.suspect[code]
+	mt, ok := m.metrics[node][code]
+	suspect := m.suspect[node][code]
 	m.mu.RUnlock()
 	if ok && !suspect {
 		return mt, nil
@@ -693,12 +703,19 @@ func (m *UnimeterMeter) lookup(ctx context.Context, code, node string) (Metric, 
 	if mt, ok = held[code]; !ok {
 		return Metric{}, fmt.Errorf("%w %q: %s does not know it; define it first", ErrUnknownMetric, code, node)
 	}
-	if suspect {
-		m.mu.Lock()
-		delete(m.suspect, code)
-		m.mu.Unlock()
-	}
 	return mt, nil
+}
+
+// markSuspect records that node answered UNKNOWN_METRIC to a request holding codes.
+func (m *UnimeterMeter) markSuspect(node string, events []unimeter.Event) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.suspect[node] == nil {
+		m.suspect[node] = map[string]bool{}
+	}
+	for _, w := range events {
+		m.suspect[node][w.Metric] = true
+	}
 }
 
 // Ingest implements [Meter]. It validates the whole batch and sends nothing if any event is
@@ -722,8 +739,8 @@ func (m *UnimeterMeter) Ingest(ctx context.Context, events []Event) (IngestResul
 		if err := e.Validate(); err != nil {
 			return IngestResult{}, fmt.Errorf("%w (batch index %d)", err, i)
 		}
-		if i == 0 || e.Metric != events[i-1].Metric {
-			if _, err := m.lookup(ctx, e.Metric, m.c.Leader(unimeter.Partition(e.Account))); err != nil {
+		if node := m.c.Leader(unimeter.Partition(e.Account)); i == 0 || e.Metric != events[i-1].Metric || node != m.c.Leader(unimeter.Partition(events[i-1].Account)) {
+			if _, err := m.lookup(ctx, e.Metric, node); err != nil {
 				return IngestResult{}, fmt.Errorf("%w (batch index %d)", err, i)
 			}
 		}
@@ -751,19 +768,15 @@ func (m *UnimeterMeter) Ingest(ctx context.Context, events []Event) (IngestResul
 		}
 		r, err := m.c.Ingest(ctx, wire[:n])
 		if err != nil {
-			err = meterError("ingest", err)
-			if errors.Is(err, ErrUnknownMetric) {
+			var ue *unimeter.Error
+			if errors.As(err, &ue) && ue.Status == unimeter.StatusUnknownMetric {
 				// The node stored the events and will never aggregate them, and a re-send would be
 				// a DUPLICATE, which looks like success. Check each metric of the request against
-				// the node before sending any of them again, so that the Recorder reports the
-				// events of the unknown one instead of counting them delivered.
-				m.mu.Lock()
-				for _, w := range wire[:n] {
-					m.suspect[w.Metric] = true
-				}
-				m.mu.Unlock()
+				// that node before sending any of them there again, so that the Recorder reports
+				// the events of the unknown one instead of counting them delivered.
+				m.markSuspect(ue.Addr, wire[:n])
 			}
-			return res, err
+			return res, meterError("ingest", err)
 		}
 		res.Stored += int(r.Stored)
 		res.Duplicates += int(r.Duplicates)
@@ -814,7 +827,9 @@ func (e *MeterError) Error() string {
 // Unwrap returns the cause.
 func (e *MeterError) Unwrap() error { return e.Err }
 
-// Retryable reports whether the same request may succeed later.
+// Retryable reports whether the same request may succeed later: a node that did not answer
+// in time or at all, BACKPRESSURE, NOT_LEADER, an ERR to an ingest. Not retryable: a closed
+// meter, the caller's context ending, a reply that does not decode.
 func (e *MeterError) Retryable() bool {
 	var ue *unimeter.Error
 	return errors.As(e.Err, &ue) && ue.Retryable()
@@ -836,6 +851,43 @@ func meterError(op string, err error) error {
 		me.Status = ue.Status.String()
 	}
 	return me
+}
+
+// observedMeter times every call to a Meter. NewRecorder and NewHandler wrap their meter in it.
+type observedMeter struct {
+	Meter
+	obs Observer
+}
+
+var _ Meter = observedMeter{}
+
+func (m observedMeter) observe(op string, start time.Time, err error) {
+	status := "ok"
+	if err != nil {
+		status = "error"
+	}
+	m.obs.Observe(Measurement{Kind: MeterLatency, Op: op, Status: status, Duration: time.Since(start)})
+}
+
+func (m observedMeter) Define(ctx context.Context, metrics ...Metric) error {
+	start := time.Now()
+	err := m.Meter.Define(ctx, metrics...)
+	m.observe("define", start, err)
+	return err
+}
+
+func (m observedMeter) Ingest(ctx context.Context, events []Event) (IngestResult, error) {
+	start := time.Now()
+	res, err := m.Meter.Ingest(ctx, events)
+	m.observe("ingest", start, err)
+	return res, err
+}
+
+func (m observedMeter) Query(ctx context.Context, account uint64, metric Metric, p Period) (Usage, error) {
+	start := time.Now()
+	u, err := m.Meter.Query(ctx, account, metric, p)
+	m.observe("query", start, err)
+	return u, err
 }
 
 // checkBatch refuses batches the server would cut short: it ignores events past the 1024th and

@@ -48,6 +48,7 @@ type options struct {
 	misplaced []string
 
 	logger       *slog.Logger
+	observer     Observer
 	maxBody      int64
 	tolerance    time.Duration
 	deadline     time.Duration
@@ -61,6 +62,7 @@ type options struct {
 	now          func() time.Time
 	retryBase    time.Duration
 	retryMax     time.Duration
+	lookback     time.Duration
 
 	queueSize        int
 	batchSize        int
@@ -81,6 +83,7 @@ func newOptions(s scope, opts []Option) (*options, error) {
 	o := &options{
 		scope:     s,
 		logger:    slog.New(slog.DiscardHandler),
+		observer:  nopObserver{},
 		maxBody:   1 << 20,
 		tolerance: 300 * time.Second,
 		deadline:  10 * time.Second,
@@ -89,6 +92,7 @@ func newOptions(s scope, opts []Option) (*options, error) {
 		now:       time.Now,
 		retryBase: 100 * time.Millisecond,
 		retryMax:  2 * time.Second,
+		lookback:  60 * 24 * time.Hour,
 
 		queueSize:        100_000,
 		batchSize:        500,
@@ -111,8 +115,12 @@ func newOptions(s scope, opts []Option) (*options, error) {
 		return nil, fmt.Errorf("meterbill: %s does not apply to this constructor", strings.Join(o.misplaced, ", "))
 	case o.logger == nil:
 		return nil, fmt.Errorf("meterbill: WithLogger(nil): pass a logger, or leave the option out to discard logs")
+	case o.observer == nil:
+		return nil, fmt.Errorf("meterbill: WithObserver(nil): pass an observer, or leave the option out")
 	case o.maxBody < 1024:
 		return nil, fmt.Errorf("meterbill: WithMaxBodyBytes(%d): want at least 1024", o.maxBody)
+	case o.lookback < 0:
+		return nil, fmt.Errorf("meterbill: WithLookback(%s): want 0 (off) or a positive duration", o.lookback)
 	case o.tolerance <= 0:
 		return nil, fmt.Errorf("meterbill: WithTolerance(%s): want a positive duration", o.tolerance)
 	case o.deadline <= 0:
@@ -141,6 +149,15 @@ func WithLogger(l *slog.Logger) Option {
 	return option{"WithLogger", forHandler | forStripeClient | forCustomerResolver | forRecorder | forMiddleware | forUnimeter, func(o *options) { o.logger = l }}
 }
 
+// WithObserver sends meterbill's measurements to o: events recorded, delivered and lost by
+// [NewRecorder]'s recorder; invoices by outcome, invoice lines, and meter and Stripe latencies by
+// [NewHandler]'s handler; Stripe latencies by [CustomerMetadataAccount]'s resolver. See
+// [Observer] for what is measured when. It applies to [NewRecorder], [NewHandler] and
+// [CustomerMetadataAccount]. Defaults to measuring nothing.
+func WithObserver(o Observer) Option {
+	return option{"WithObserver", forHandler | forRecorder | forCustomerResolver, func(opts *options) { opts.observer = o }}
+}
+
 // WithMaxBodyBytes caps the webhook request body; a larger body is answered 413. It applies to
 // [NewHandler]. Defaults to 1 MiB, far above any invoice.created event.
 func WithMaxBodyBytes(n int64) Option {
@@ -159,6 +176,18 @@ func WithTolerance(d time.Duration) Option {
 // to [NewHandler]. Defaults to 10 seconds.
 func WithDeadline(d time.Duration) Option {
 	return option{"WithDeadline", forHandler, func(o *options) { o.deadline = d }}
+}
+
+// WithLookback sets how far before an invoice's period the handler looks back, so that a
+// finance team never finds a hole or a stale figure: buckets never billed (an invoice whose
+// webhook never arrived, an endpoint down past Stripe's retries) are billed on this invoice,
+// each missed billing period on lines of its own, and buckets whose usage grew after they were
+// billed (late events) get an adjustment line for the difference. Catch-up never reaches before the first bucket
+// meterbill billed for the account and metric, so usage from before a customer was billed is
+// never charged. Keep it inside the meter's retention (Unimeter's default is 90 days): older
+// buckets read as empty. 0 turns both off. It applies to [NewHandler]. Defaults to 60 days.
+func WithLookback(d time.Duration) Option {
+	return option{"WithLookback", forHandler, func(o *options) { o.lookback = d }}
 }
 
 // WithZeroUsageLines adds a line with quantity 0 and amount 0 for each billed metric and period
@@ -292,4 +321,104 @@ func WithConnsPerNode(n int) Option {
 // acknowledged. It applies to [DialUnimeter]. Defaults to off.
 func WithSyncIngest() Option {
 	return option{"WithSyncIngest", forUnimeter, func(o *options) { o.syncIngest = true }}
+}
+
+// Observer receives meterbill's measurements: how many events were recorded, delivered and lost,
+// how each invoice was handled and with how many lines, and how long every meter and Stripe call
+// took. Feed them to metrics (examples/prometheus maps them onto Prometheus counters and
+// histograms). Pass one with [WithObserver].
+//
+// Implementations must be fast and safe for concurrent use: Observe runs on the recorder's
+// goroutine and on webhook requests, and blocking it delays deliveries and invoices. They must
+// ignore kinds they do not know: meterbill may add kinds in a minor release.
+//
+// It has one method that takes plain data, rather than a method per measurement (an interface
+// cannot gain a method without breaking every implementation) or a struct of optional hooks in
+// the style of httptrace.ClientTrace (which needs a nil check for each). A switch on
+// [Measurement.Kind] maps each kind onto one counter or histogram, labelled by the other fields.
+type Observer interface {
+	// Observe receives one measurement.
+	Observe(m Measurement)
+}
+
+// ObserverFunc adapts a function to [Observer].
+type ObserverFunc func(m Measurement)
+
+var _ Observer = ObserverFunc(nil)
+
+// Observe calls f(m).
+func (f ObserverFunc) Observe(m Measurement) { f(m) }
+
+// MeasurementKind says what a [Measurement] measures, and so which of its fields are set. Its
+// value is a stable snake_case name, usable as (part of) a metric name.
+type MeasurementKind string
+
+// The measurement kinds. Counts (the Events, InvoicesHandled and Lines kinds) set N, always
+// positive; latencies (MeterLatency, StripeLatency) set Op, Status and Duration.
+const (
+	// EventsRecorded counts events [Recorder.Record] accepted. They are reported in bulk when the
+	// recorder takes them for delivery, at most a flush interval after Record returned, so that
+	// Record itself never calls the observer; after [Recorder.Close] their total equals
+	// [RecorderStats].Enqueued.
+	EventsRecorded MeasurementKind = "events_recorded"
+	// EventsDelivered counts events the meter acknowledged, duplicates included, one
+	// measurement per batch.
+	EventsDelivered MeasurementKind = "events_delivered"
+	// EventsDuplicate counts, of the delivered events, those the meter already had: retries
+	// that arrived twice.
+	EventsDuplicate MeasurementKind = "events_duplicate"
+	// EventsFailed counts accepted events the recorder gave up on (see [ErrUndelivered]).
+	EventsFailed MeasurementKind = "events_failed"
+	// EventsRejected counts events Record refused: invalid, unknown metric, queue full or closed.
+	EventsRejected MeasurementKind = "events_rejected"
+	// InvoicesHandled counts one invoice handled, by the webhook or [Handler.BillInvoice], with
+	// its [Report]'s Outcome in Outcome; N is 1.
+	InvoicesHandled MeasurementKind = "invoices_handled"
+	// LinesCreated counts invoice items created on the invoice.
+	LinesCreated MeasurementKind = "lines_created"
+	// LinesExisting counts meterbill's items already on Stripe for the buckets an invoice bills,
+	// which it skipped (a redelivery finds them all).
+	LinesExisting MeasurementKind = "lines_existing"
+	// LinesPending counts items created as pending invoice items for the customer's next
+	// invoice, because the invoice was finalized before they could be added to it.
+	LinesPending MeasurementKind = "lines_pending"
+	// MeterLatency is one call to the [Meter]: Op is "define", "ingest" or "query", and Status
+	// is "ok" or "error" (a failed ingest is retried, so its errors count the retries).
+	MeterLatency MeasurementKind = "meter_latency"
+	// StripeLatency is one [StripeClient] call, each retry its own: Op is "invoice",
+	// "customer_metadata", "invoice_items" (the whole list, however many pages) or
+	// "create_invoice_item", and Status is the HTTP status class: "2xx" for success, "4xx" or
+	// "5xx", or "error" when no answer arrived or the client returned no *[StripeError].
+	StripeLatency MeasurementKind = "stripe_latency"
+)
+
+// Measurement is one observation for an [Observer]. It is plain data; Kind says which other
+// fields are set, and the rest are zero.
+type Measurement struct {
+	// Kind is what was measured.
+	Kind MeasurementKind
+	// N is how many, for counts.
+	N int
+	// Outcome is the invoice's outcome, for InvoicesHandled.
+	Outcome Outcome
+	// Op is the operation, for latencies.
+	Op string
+	// Status is the result class, for latencies.
+	Status string
+	// Duration is the latency, for latencies.
+	Duration time.Duration
+}
+
+// nopObserver is the default Observer.
+type nopObserver struct{}
+
+var _ Observer = nopObserver{}
+
+func (nopObserver) Observe(Measurement) {}
+
+// count reports n of kind, if any.
+func count(o Observer, kind MeasurementKind, n int) {
+	if n > 0 {
+		o.Observe(Measurement{Kind: kind, N: n})
+	}
 }

@@ -311,7 +311,9 @@ func TestRecorderThroughUnimeterUnderChaos(t *testing.T) {
 		events = 20_000
 	}
 	c := startFake(t, unimetertest.Options{Nodes: 3})
-	m := dialFake(t, c, meterbill.WithRequestTimeout(200*time.Millisecond))
+	// The default request timeout: a shorter one fires under -race on a loaded machine after the
+	// node applied a batch, and a retry that then meets a restart is the case excluded above.
+	m := dialFake(t, c)
 	rec, err := meterbill.NewRecorder(context.Background(), m, []meterbill.Metric{calls, storage},
 		meterbill.WithFlushInterval(5*time.Millisecond), meterbill.WithBatchSize(200), meterbill.WithRetryBackoff(time.Millisecond, 50*time.Millisecond))
 	if err != nil {
@@ -595,5 +597,83 @@ func TestMetricDeletedBehindTheMetersBack(t *testing.T) {
 	}
 	if got := total(t, m, 8, calls); got != "5" {
 		t.Errorf("calls = %s, want 5", got)
+	}
+}
+
+// TestSuspectIsPerNode: after node 1 answered UNKNOWN_METRIC, a lookup of the same metric on node
+// 0 (which has it) must not clear node 1's mark: the Recorder's re-send of those events to node 1
+// would be a DUPLICATE, counted as delivery of events node 1 never aggregates.
+func TestSuspectIsPerNode(t *testing.T) {
+	noLeaks(t)
+	c := startFake(t, unimetertest.Options{Nodes: 2})
+	m := dialFake(t, c)
+	ctx := context.Background()
+	if err := m.Define(ctx, calls); err != nil {
+		t.Fatal(err)
+	}
+	admin, err := unimeter.Dial(ctx, unimeter.Config{Seeds: c.Addrs()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	if err := admin.MetricDelete(ctx, c.Addrs()[1], calls.Code); err != nil { // node 1 leads odd partitions
+		t.Fatal(err)
+	}
+	events := []meterbill.Event{{Account: 1, Metric: calls.Code, Value: meterbill.Units(1), Time: at(2026, 4, 6, 0, 0)}}
+	if _, err := m.Ingest(ctx, events); !errors.Is(err, meterbill.ErrUnknownMetric) {
+		t.Fatalf("first send: %v, want ErrUnknownMetric", err)
+	}
+	if _, err := m.Query(ctx, 2, calls, april); err != nil { // partition 2: node 0, which knows it
+		t.Fatal(err)
+	}
+	if res, err := m.Ingest(ctx, events); !errors.Is(err, meterbill.ErrUnknownMetric) {
+		t.Errorf("re-send to node 1: %+v, %v; want ErrUnknownMetric before sending", res, err)
+	}
+}
+
+// TestDefineReachesReplicaOnlyNodes: a node that leads no partition at the moment (after view
+// changes) is still a replica, and will lead again: Define must register the metrics there too.
+func TestDefineReachesReplicaOnlyNodes(t *testing.T) {
+	noLeaks(t)
+	c := startFake(t, unimetertest.Options{Nodes: 3})
+	for p := uint16(2); p < unimeter.Partitions; p += 3 { // node 2 now leads nothing
+		c.MoveLeader(p, 0)
+	}
+	m := dialFake(t, c)
+	ctx := context.Background()
+	if err := m.Define(ctx, calls); err != nil {
+		t.Fatal(err)
+	}
+	c.MoveLeader(2, 2) // node 2 leads partition 2 again
+	if _, err := m.Ingest(ctx, []meterbill.Event{{Account: 2, Metric: calls.Code, Value: meterbill.Units(1), Time: at(2026, 4, 6, 0, 0)}}); err != nil {
+		t.Fatalf("ingest once node 2 leads again: %v", err)
+	}
+	if got := c.Query(2, 2, calls.Code, april.Start.UnixNano(), april.End.UnixNano()).Count; got != 1 {
+		t.Errorf("node 2 aggregated %d events, want 1", got)
+	}
+}
+
+// TestRecorderGivesUpOnAClosedMeter: a meter closed before its recorder (a defer order) refuses
+// for good; the recorder reports the events at once instead of retrying until Close's context
+// ends (for ever, with context.Background()).
+func TestRecorderGivesUpOnAClosedMeter(t *testing.T) {
+	noLeaks(t)
+	c := startFake(t, unimetertest.Options{})
+	m := dialFake(t, c)
+	rec, err := meterbill.NewRecorder(context.Background(), m, []meterbill.Metric{calls})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = m.Close()
+	if err := rec.Record(context.Background(), meterbill.Event{Account: 1, Metric: calls.Code, Value: meterbill.Units(1)}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := rec.Close(ctx); !errors.Is(err, meterbill.ErrUndelivered) || ctx.Err() != nil {
+		t.Errorf("Close: %v (context %v), want ErrUndelivered before the context ends", err, ctx.Err())
+	}
+	if st := rec.Stats(); st.Failed != 1 {
+		t.Errorf("stats %+v: want the event failed", st)
 	}
 }

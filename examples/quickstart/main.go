@@ -196,9 +196,43 @@ func run(ctx context.Context, out io.Writer, inspect inspector) error {
 			return err
 		}
 	}
+	// 9. A preview, without Stripe: what a dashboard shows on May 2 ("how much will I pay?").
+	previewAt := time.Date(2026, 5, 2, 12, 0, 0, 0, time.UTC)
+	for _, c := range customers {
+		est, err := meterbill.Preview(ctx, meter, plan, c.account, "usd", previewAt)
+		if err != nil {
+			return err
+		}
+		if err := printEstimate(out, c, est); err != nil {
+			return err
+		}
+	}
 	if inspect != nil {
 		return inspect(meter, plan, fake, invoices)
 	}
+	return nil
+}
+
+// printEstimate prints a preview: the current period so far and the last complete one.
+func printEstimate(out io.Writer, c customer, est *meterbill.Estimate) error {
+	fmt.Fprintf(out, "%s: preview on %s (nothing written to Stripe)\n", c.name, est.At.Format("Jan 2 15:04 MST"))
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "Line\tUsage period\tQuantity\tAmount\t")
+	for _, part := range []struct {
+		name  string
+		lines []meterbill.EstimateLine
+		total int64
+	}{{"so far", est.Current, est.CurrentTotal}, {"last period", est.Last, est.LastTotal}} {
+		for _, l := range part.lines {
+			fmt.Fprintf(tw, "%s\t%s – %s\t%s\t%s\t\n", l.Description, l.Period.Start.Format("Jan 2"),
+				l.Period.End.Add(-time.Nanosecond).Format("Jan 2"), l.Quantity, cents(l.Amount))
+		}
+		fmt.Fprintf(tw, "Total %s\t\t\t%s\t\n", part.name, cents(part.total))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(out)
 	return nil
 }
 

@@ -1,0 +1,223 @@
+package meterbill_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/meterbill/meterbill"
+	"github.com/meterbill/meterbill/internal/stripefake"
+)
+
+// monthLines is what account 42 gets for one whole month of b.record(…, 100, "40") usage on the
+// billing plan: days×100 requests at $0.001, and days×40 GB-days (100 free, the next 900 at 2¢,
+// the rest at 1¢). suffix is appended to each description (catch-up lines say so).
+func monthLines(invoice string, from, to time.Time, suffix string) []itemView {
+	days := int64(to.Sub(from) / (24 * time.Hour))
+	gb := days * 40
+	f, e := from.Format(time.DateOnly), to.Format(time.DateOnly)
+	return []itemView{
+		{Invoice: invoice, Desc: "Requests: " + itoa(days*100) + suffix, Amount: days * 10, From: f, To: e, Tier: "0"},
+		{Invoice: invoice, Desc: "Storage (tier 1): 100" + suffix, Amount: 0, From: f, To: e, Tier: "1"},
+		{Invoice: invoice, Desc: "Storage (tier 2): 900" + suffix, Amount: 1800, From: f, To: e, Tier: "2"},
+		{Invoice: invoice, Desc: "Storage (tier 3): " + itoa(gb-1000) + suffix, Amount: gb - 1000, From: f, To: e, Tier: "3"},
+	}
+}
+
+func itoa(n int64) string { return meterbill.Units(uint64(n)).String() }
+
+func concat[T any](parts ...[]T) []T {
+	var out []T
+	for _, p := range parts {
+		out = append(out, p...)
+	}
+	return out
+}
+
+// sortViews orders item views as view() does, so expectations can be built in any order.
+func sortViews(v []itemView) []itemView { return view(fromViews(v)) }
+
+func fromViews(v []itemView) []stripefake.Item {
+	out := make([]stripefake.Item, len(v))
+	for i, x := range v {
+		out[i] = stripefake.Item{Invoice: x.Invoice, Description: x.Desc, Amount: x.Amount,
+			Metadata: map[string]string{"meterbill_from": x.From + "T00:00:00Z", "meterbill_to": x.To + "T00:00:00Z", "meterbill_tier": x.Tier}}
+	}
+	return out
+}
+
+// TestCatchUp: buckets before an invoice's window that were never billed are billed on it, each
+// missed period on its own lines, back to the lookback horizon and never before the account's
+// first billed bucket.
+func TestCatchUp(t *testing.T) {
+	catchUp := func(from time.Time) string { return " (" + from.Format(time.DateOnly) + ", not billed before)" }
+	tests := []struct {
+		name      string
+		opts      []meterbill.Option
+		billed    [][2]time.Time // invoices delivered before, in order
+		last      [2]time.Time   // the invoice under test
+		wantItems []itemView     // the last invoice's items
+	}{
+		{
+			name:   "the March webhook never arrived: April's invoice bills April and March, March on its own lines",
+			billed: [][2]time.Time{{date(2026, 2, 1), date(2026, 3, 1)}},
+			last:   [2]time.Time{date(2026, 4, 1), date(2026, 5, 1)},
+			wantItems: concat(
+				monthLines("in_last", date(2026, 4, 1), date(2026, 5, 1), ""),
+				monthLines("in_last", date(2026, 3, 1), date(2026, 4, 1), catchUp(date(2026, 3, 1))),
+			),
+		},
+		{
+			name:   "two months missed: each its own lines, tiers applied per month",
+			billed: [][2]time.Time{{date(2026, 1, 1), date(2026, 2, 1)}},
+			last:   [2]time.Time{date(2026, 4, 1), date(2026, 5, 1)},
+			wantItems: concat(
+				monthLines("in_last", date(2026, 4, 1), date(2026, 5, 1), ""),
+				monthLines("in_last", date(2026, 3, 1), date(2026, 4, 1), catchUp(date(2026, 3, 1))),
+				monthLines("in_last", date(2026, 2, 1), date(2026, 3, 1), catchUp(date(2026, 2, 1))),
+			),
+		},
+		{
+			name:   "the horizon bounds it: 35 days back from April 1 reaches March, not February",
+			opts:   []meterbill.Option{meterbill.WithLookback(35 * 24 * time.Hour)},
+			billed: [][2]time.Time{{date(2026, 1, 1), date(2026, 2, 1)}},
+			last:   [2]time.Time{date(2026, 4, 1), date(2026, 5, 1)},
+			wantItems: concat(
+				monthLines("in_last", date(2026, 4, 1), date(2026, 5, 1), ""),
+				monthLines("in_last", date(2026, 3, 1), date(2026, 4, 1), catchUp(date(2026, 3, 1))),
+			),
+		},
+		{
+			name:      "lookback 0 turns it off",
+			opts:      []meterbill.Option{meterbill.WithLookback(0)},
+			billed:    [][2]time.Time{{date(2026, 2, 1), date(2026, 3, 1)}},
+			last:      [2]time.Time{date(2026, 4, 1), date(2026, 5, 1)},
+			wantItems: monthLines("in_last", date(2026, 4, 1), date(2026, 5, 1), ""),
+		},
+		{
+			name:      "a first invoice never bills usage from before billing began",
+			last:      [2]time.Time{date(2026, 4, 1), date(2026, 5, 1)},
+			wantItems: monthLines("in_last", date(2026, 4, 1), date(2026, 5, 1), ""),
+		},
+		{
+			name:   "leap year: February 2028's 29 days caught up on April's invoice",
+			billed: [][2]time.Time{{date(2028, 1, 1), date(2028, 2, 1)}},
+			last:   [2]time.Time{date(2028, 3, 1), date(2028, 4, 1)},
+			wantItems: concat(
+				monthLines("in_last", date(2028, 3, 1), date(2028, 4, 1), ""),
+				monthLines("in_last", date(2028, 2, 1), date(2028, 3, 1), catchUp(date(2028, 2, 1))),
+			),
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := newBridge(t, billPlan, tt.opts...)
+			first := tt.last[0].AddDate(0, -4, 0)
+			b.record(t, 42, first, tt.last[1], 100, "40")
+			for i, p := range tt.billed {
+				inv := b.invoice("in_"+itoa(int64(i)), "cus_a", 42, "draft", p[0], p[1])
+				if got := b.deliver(t, inv, "draft"); got != 200 {
+					t.Fatalf("earlier invoice %d: status %d", i, got)
+				}
+			}
+			inv := b.invoice("in_last", "cus_a", 42, "draft", tt.last[0], tt.last[1])
+			for range 2 { // a redelivery adds nothing
+				if got := b.deliver(t, inv, "draft"); got != 200 {
+					t.Fatalf("status %d", got)
+				}
+			}
+			if diff := cmp.Diff(sortViews(tt.wantItems), view(b.stripe.InvoiceItems("in_last"))); diff != "" {
+				t.Errorf("items of the last invoice (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestCatchUpWithAnchorOffTheCycleDay: a subscription renewing on the 15th bills a Calendar metric
+// on cycle day 1; the missed March 15 invoice (which would have billed March) is caught up on the
+// April 15 one.
+func TestCatchUpWithAnchorOffTheCycleDay(t *testing.T) {
+	b := newBridge(t, billPlan[:1]) // requests only: Calendar, cycle day 1
+	b.record(t, 42, date(2026, 1, 1), date(2026, 5, 20), 10, "")
+	feb := b.invoice("in_feb15", "cus_a", 42, "draft", date(2026, 2, 15), date(2026, 3, 15))
+	if got := b.deliver(t, feb, "draft"); got != 200 {
+		t.Fatalf("status %d", got)
+	}
+	// March 15 → April 15 never delivered.
+	apr := b.invoice("in_apr15", "cus_a", 42, "draft", date(2026, 4, 15), date(2026, 5, 15))
+	if got := b.deliver(t, apr, "draft"); got != 200 {
+		t.Fatalf("status %d", got)
+	}
+	want := []itemView{
+		{Invoice: "in_apr15", Desc: "Requests: 300", Amount: 30, From: "2026-04-01", To: "2026-05-01", Tier: "0"},
+		{Invoice: "in_apr15", Desc: "Requests: 310 (2026-03-01, not billed before)", Amount: 31, From: "2026-03-01", To: "2026-04-01", Tier: "0"},
+	}
+	if diff := cmp.Diff(sortViews(want), view(b.stripe.InvoiceItems("in_apr15"))); diff != "" {
+		t.Errorf("April 15 invoice (-want +got):\n%s", diff)
+	}
+}
+
+// TestLateUsage: usage that arrives for a bucket after it was billed is billed on the next
+// invoice as an adjustment for the difference, described as such, once, and further growth gets
+// a further adjustment; nothing billed is billed again.
+func TestLateUsage(t *testing.T) {
+	b := newBridge(t, billPlan)
+	b.record(t, 42, date(2026, 3, 1), date(2026, 6, 1), 100, "40")
+	deliver := func(id string, from, to time.Time) {
+		t.Helper()
+		inv := b.invoice(id, "cus_a", 42, "draft", from, to)
+		for range 2 {
+			if got := b.deliver(t, inv, "draft"); got != 200 {
+				t.Fatalf("%s: status %d", id, got)
+			}
+		}
+	}
+	late := func(requests int, gb string, at time.Time) {
+		t.Helper()
+		var events []meterbill.Event
+		for i := range requests {
+			events = append(events, meterbill.Event{Account: 42, Metric: "requests", Value: meterbill.Units(1), Time: at.Add(time.Duration(i)*time.Millisecond + 7)})
+		}
+		if gb != "" {
+			events = append(events, meterbill.Event{Account: 42, Metric: "gb_days", Value: mustValue(t, gb), Time: at.Add(time.Hour + 7)})
+		}
+		ingestAll(t, b.meter, events)
+	}
+	deliver("in_mar", date(2026, 3, 1), date(2026, 4, 1))
+	// Late: 500 requests and 10 GB-days for March 15, after March was billed.
+	late(500, "10", at(2026, 3, 15, 9, 0))
+	deliver("in_apr", date(2026, 4, 1), date(2026, 5, 1))
+	wantApr := concat(monthLines("in_apr", date(2026, 4, 1), date(2026, 5, 1), ""), []itemView{
+		{Invoice: "in_apr", Desc: "Requests: late usage +500 (billed 3100, now 3600)", Amount: 50, From: "2026-03-01", To: "2026-04-01", Tier: "0"},
+		// Storage for March: 1240 → 1250 GB-days, all in the third tier at 1¢.
+		{Invoice: "in_apr", Desc: "Storage: late usage +10 (billed 1240, now 1250)", Amount: 10, From: "2026-03-01", To: "2026-04-01", Tier: "0"},
+	})
+	if diff := cmp.Diff(sortViews(wantApr), view(b.stripe.InvoiceItems("in_apr"))); diff != "" {
+		t.Errorf("April invoice (-want +got):\n%s", diff)
+	}
+	// More late usage for March: only the new part is billed, on May's invoice.
+	late(100, "", at(2026, 3, 20, 9, 0))
+	deliver("in_may", date(2026, 5, 1), date(2026, 6, 1))
+	var adjustments []itemView
+	for _, v := range view(b.stripe.InvoiceItems("in_may")) {
+		if strings.Contains(v.Desc, "late usage") {
+			adjustments = append(adjustments, v)
+		}
+	}
+	wantMay := []itemView{{Invoice: "in_may", Desc: "Requests: late usage +100 (billed 3600, now 3700)", Amount: 10, From: "2026-03-01", To: "2026-04-01", Tier: "0"}}
+	if diff := cmp.Diff(wantMay, adjustments); diff != "" {
+		t.Errorf("May adjustments (-want +got):\n%s", diff)
+	}
+	// Across all invoices, March's requests are billed exactly once: 3700 at $0.001.
+	var marchRequests int64
+	for _, it := range b.stripe.Items("cus_a") {
+		if it.Metadata["meterbill_metric"] == "requests" && strings.HasPrefix(it.Metadata["meterbill_from"], "2026-03-01") {
+			marchRequests += it.Amount
+		}
+	}
+	if marchRequests != 370 {
+		t.Errorf("March requests billed %d cents in all, want 370", marchRequests)
+	}
+}
