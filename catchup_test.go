@@ -221,3 +221,36 @@ func TestLateUsage(t *testing.T) {
 		t.Errorf("March requests billed %d cents in all, want 370", marchRequests)
 	}
 }
+
+// TestCatchUpAtMonthEnds: a subscription anchored on the 31st renews on the last day of shorter
+// months (Jan 31, Feb 28, Mar 31, Apr 30). The missed Feb 28 – Mar 31 invoice is caught up on the
+// Mar 31 – Apr 30 one as exactly its own 31 days of a Day metric, priced as that invoice would have
+// priced them.
+func TestCatchUpAtMonthEnds(t *testing.T) {
+	b := newBridge(t, billPlan[1:]) // storage only: a Day metric with graduated tiers
+	b.record(t, 42, date(2026, 1, 1), date(2026, 5, 31), 0, "40")
+	jan := b.invoice("in_jan31", "cus_a", 42, "draft", date(2026, 1, 31), date(2026, 2, 28))
+	if got := b.deliver(t, jan, "draft"); got != 200 {
+		t.Fatalf("status %d", got)
+	}
+	// Feb 28 → Mar 31 never delivered.
+	mar := b.invoice("in_mar31", "cus_a", 42, "draft", date(2026, 3, 31), date(2026, 4, 30))
+	if got := b.deliver(t, mar, "draft"); got != 200 {
+		t.Fatalf("status %d", got)
+	}
+	storage := func(days int64, from, to time.Time, suffix string) []itemView {
+		f, e := from.Format(time.DateOnly), to.Format(time.DateOnly)
+		return []itemView{
+			{Invoice: "in_mar31", Desc: "Storage (tier 1): 100" + suffix, Amount: 0, From: f, To: e, Tier: "1"},
+			{Invoice: "in_mar31", Desc: "Storage (tier 2): 900" + suffix, Amount: 1800, From: f, To: e, Tier: "2"},
+			{Invoice: "in_mar31", Desc: "Storage (tier 3): " + itoa(days*40-1000) + suffix, Amount: days*40 - 1000, From: f, To: e, Tier: "3"},
+		}
+	}
+	want := concat(
+		storage(30, date(2026, 3, 31), date(2026, 4, 30), ""),
+		storage(31, date(2026, 2, 28), date(2026, 3, 31), " (2026-02-28, not billed before)"),
+	)
+	if diff := cmp.Diff(sortViews(want), view(b.stripe.InvoiceItems("in_mar31"))); diff != "" {
+		t.Errorf("Mar 31 invoice (-want +got):\n%s", diff)
+	}
+}

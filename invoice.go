@@ -1173,16 +1173,28 @@ func (h *Handler) planCatchUp(ctx context.Context, inv StripeInvoice, acct uint6
 }
 
 // periodStepper returns the start of the billing period i periods before [start, end): whole
-// months when the invoice spans whole months (each counted from start, so a month end does not
-// drift), otherwise the invoice's own duration.
+// months when the invoice spans whole months, on its anchor day as Stripe keeps it (a
+// subscription anchored on the 31st renews on the last day of shorter months), each counted from
+// start so a month end does not drift; otherwise the invoice's own duration.
 func periodStepper(start, end time.Time) func(i int) time.Time {
+	anchor := max(start.Day(), end.Day())
 	for months := 1; months <= 12; months++ {
-		if start.AddDate(0, months, 0).Equal(end) {
-			return func(i int) time.Time { return start.AddDate(0, -months*i, 0) }
+		if addMonths(start, months, anchor).Equal(end) {
+			return func(i int) time.Time { return addMonths(start, -months*i, anchor) }
 		}
 	}
 	d := max(end.Sub(start), time.Hour) // a zero-length invoice still steps back
 	return func(i int) time.Time { return start.Add(-d * time.Duration(i)) }
+}
+
+// addMonths returns t moved by n months onto day (or the month's last day, if shorter), at t's
+// time of day, in UTC.
+func addMonths(t time.Time, n, day int) time.Time {
+	t = t.UTC()
+	y, m, _ := t.Date()
+	first := time.Date(y, m+time.Month(n), 1, t.Hour(), t.Minute(), t.Second(), t.Nanosecond(), time.UTC)
+	last := first.AddDate(0, 1, -1).Day()
+	return first.AddDate(0, 0, min(day, last)-1)
 }
 
 // planLate plans adjustments for usage that arrived after its run was billed on an earlier
