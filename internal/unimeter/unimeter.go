@@ -280,10 +280,7 @@ var statusNames = [...]string{"OK", "DUPLICATE", "ERR", "UNKNOWN_METRIC", "REDIR
 
 // String returns the protocol name of the status, or Status(0xNN) for unknown values.
 func (s Status) String() string {
-	if int(s) < len(statusNames) {
-		return statusNames[s]
-	}
-	return "Status(" + hexByte(uint8(s)) + ")"
+	return enumName(statusNames[:], uint8(s), "Status")
 }
 
 // AggType is a metric's aggregation type.
@@ -307,10 +304,7 @@ var aggNames = [...]string{"COUNT", "SUM", "MAX", "LATEST", "COUNT_UNIQUE"}
 
 // String returns the protocol name of the aggregation type, or AggType(0xNN).
 func (a AggType) String() string {
-	if int(a) < len(aggNames) {
-		return aggNames[a]
-	}
-	return "AggType(" + hexByte(uint8(a)) + ")"
+	return enumName(aggNames[:], uint8(a), "AggType")
 }
 
 // PeriodType is a metric's bucketing scheme.
@@ -333,10 +327,7 @@ var periodNames = [...]string{"FIXED", "CALENDAR", "DAY", "WEEK"}
 
 // String returns the protocol name of the period type, or PeriodType(0xNN).
 func (p PeriodType) String() string {
-	if int(p) < len(periodNames) {
-		return periodNames[p]
-	}
-	return "PeriodType(" + hexByte(uint8(p)) + ")"
+	return enumName(periodNames[:], uint8(p), "PeriodType")
 }
 
 // Event operation types (meaningful only for AggCountUnique).
@@ -477,6 +468,14 @@ func exactLen(what string, b []byte, n int) error {
 		return fmt.Errorf("unimeter: %s: %w: %d bytes, want %d", what, ErrLength, len(b), n)
 	}
 	return nil
+}
+
+// enumName returns names[v], or typ(0xNN) for a value without a name.
+func enumName(names []string, v uint8, typ string) string {
+	if int(v) < len(names) {
+		return names[v]
+	}
+	return typ + "(" + hexByte(v) + ")"
 }
 
 func hexByte(b uint8) string {
