@@ -1,11 +1,16 @@
 package meterbill_test
 
 import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/stripe/stripe-go/v82/webhook"
 
 	"github.com/meterbill/meterbill"
 	"github.com/meterbill/meterbill/internal/stripefake"
@@ -252,5 +257,160 @@ func TestCatchUpAtMonthEnds(t *testing.T) {
 	)
 	if diff := cmp.Diff(sortViews(want), view(b.stripe.InvoiceItems("in_mar31"))); diff != "" {
 		t.Errorf("Mar 31 invoice (-want +got):\n%s", diff)
+	}
+}
+
+// deliverAs posts inv's invoice.created with another billing_reason (b.deliver sends renewals).
+func (b *bridge) deliverAs(t *testing.T, inv stripefake.Invoice, reason string) {
+	t.Helper()
+	payload := invoiceEvent(t, "2025-08-27.basil", inv.ID, inv.Customer, "draft", time.Unix(inv.PeriodStart, 0), time.Unix(inv.PeriodEnd, 0), inv.SubscriptionMetadata)
+	var ev map[string]any
+	if err := json.Unmarshal(payload, &ev); err != nil {
+		t.Fatal(err)
+	}
+	ev["data"].(map[string]any)["object"].(map[string]any)["billing_reason"] = reason
+	payload, err := json.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp := webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: payload, Secret: secret})
+	req := httptest.NewRequest(http.MethodPost, "/webhook", bytes.NewReader(payload))
+	req.Header.Set("Stripe-Signature", sp.Header)
+	w := httptest.NewRecorder()
+	b.handler.ServeHTTP(w, req)
+	if w.Code != http.StatusOK {
+		t.Fatalf("%s (%s): status %d", inv.ID, reason, w.Code)
+	}
+}
+
+// storageBilled returns the cents billed for storage days starting in month ("2026-03"), and how
+// often each day was covered.
+func storageBilled(b *bridge, month string) (cents int64, covered map[string]int) {
+	covered = map[string]int{}
+	for _, it := range b.stripe.Items("cus_a") {
+		md := it.Metadata
+		if md["meterbill_metric"] != "gb_days" || md["meterbill_kind"] != "" {
+			continue
+		}
+		from, _ := time.Parse(time.RFC3339, md["meterbill_from"])
+		to, _ := time.Parse(time.RFC3339, md["meterbill_to"])
+		if from.Format("2006-01") == month {
+			cents += it.Amount
+		}
+		if md["meterbill_tier"] == "1" || md["meterbill_tier"] == "0" { // one line per run covers it
+			for d := from; d.Before(to); d = d.AddDate(0, 0, 1) {
+				covered[d.Format(time.DateOnly)]++
+			}
+		}
+	}
+	return cents, covered
+}
+
+// TestCatchUpOnlyOnRenewals: only a renewal (billing_reason subscription_cycle) covers a whole
+// billing period and catches up the periods before it. A manual, zero-length or prorated invoice
+// in between never prices a missed month in fragments, nor reaches into the cycle still running.
+// 40 GB a day of storage: a 31-day month is 0 + 1800 + 240 cents, a 30-day one 0 + 1800 + 200.
+func TestCatchUpOnlyOnRenewals(t *testing.T) {
+	type invoice struct {
+		id       string
+		from, to time.Time
+		reason   string
+	}
+	tests := []struct {
+		name      string
+		invoices  []invoice
+		month     string
+		wantCents int64
+		wantDays  [2]time.Time // every day in [from, to) billed exactly once
+		wantNone  [2]time.Time // no day in [from, to) billed
+	}{
+		{
+			name: "a zero-length one-off mid-cycle bills nothing of the running month",
+			invoices: []invoice{
+				{"in_mar", date(2026, 3, 1), date(2026, 4, 1), "subscription_cycle"},
+				{"in_oneoff", at(2026, 4, 10, 9, 30), at(2026, 4, 10, 9, 30), "manual"},
+				{"in_apr", date(2026, 4, 1), date(2026, 5, 1), "subscription_cycle"},
+			},
+			month: "2026-04", wantCents: 2000, wantDays: [2]time.Time{date(2026, 3, 1), date(2026, 5, 1)},
+		},
+		{
+			name: "March lost, a one-off first: the April renewal catches March up as one period",
+			invoices: []invoice{
+				{"in_feb", date(2026, 2, 1), date(2026, 3, 1), "subscription_cycle"},
+				{"in_oneoff", at(2026, 4, 10, 9, 30), at(2026, 4, 10, 9, 30), "manual"},
+				{"in_apr", date(2026, 4, 1), date(2026, 5, 1), "subscription_cycle"},
+			},
+			month: "2026-03", wantCents: 2040, wantDays: [2]time.Time{date(2026, 2, 1), date(2026, 5, 1)},
+		},
+		{
+			name: "first bill by a manual invoice mid-February, the February renewal lost: the days after it are caught up",
+			invoices: []invoice{
+				{"in_manual", date(2026, 2, 10), date(2026, 2, 20), "manual"},
+				{"in_mar", date(2026, 3, 1), date(2026, 4, 1), "subscription_cycle"},
+			},
+			month: "2026-03", wantCents: 2040,
+			wantDays: [2]time.Time{date(2026, 2, 10), date(2026, 4, 1)},
+			wantNone: [2]time.Time{date(2026, 2, 1), date(2026, 2, 10)}, // before billing began
+		},
+		{
+			name: "an anchor reset after a lost March catches nothing up itself",
+			invoices: []invoice{
+				{"in_feb", date(2026, 2, 1), date(2026, 3, 1), "subscription_cycle"},
+				{"in_reset", date(2026, 4, 1), date(2026, 4, 20), "subscription_update"},
+			},
+			month: "2026-03", wantCents: 0, wantNone: [2]time.Time{date(2026, 3, 1), date(2026, 4, 1)},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := newBridge(t, billPlan[1:]) // storage: a Day metric with graduated tiers
+			b.record(t, 42, date(2026, 2, 1), date(2026, 5, 1), 0, "40")
+			for _, inv := range tt.invoices {
+				b.deliverAs(t, b.invoice(inv.id, "cus_a", 42, "draft", inv.from, inv.to), inv.reason)
+			}
+			cents, covered := storageBilled(b, tt.month)
+			if cents != tt.wantCents {
+				t.Errorf("%s storage billed %d cents, want %d", tt.month, cents, tt.wantCents)
+			}
+			for d := tt.wantDays[0]; d.Before(tt.wantDays[1]); d = d.AddDate(0, 0, 1) {
+				if n := covered[d.Format(time.DateOnly)]; n != 1 {
+					t.Errorf("%s billed %d times, want once", d.Format(time.DateOnly), n)
+				}
+			}
+			for d := tt.wantNone[0]; d.Before(tt.wantNone[1]); d = d.AddDate(0, 0, 1) {
+				if n := covered[d.Format(time.DateOnly)]; n != 0 {
+					t.Errorf("%s billed %d times, want never", d.Format(time.DateOnly), n)
+				}
+			}
+		})
+	}
+}
+
+// TestAdjustmentOnlyRedelivery: a redelivery of an invoice whose only line is an adjustment
+// reports it as already billed.
+func TestAdjustmentOnlyRedelivery(t *testing.T) {
+	b := newBridge(t, billPlan[:1])
+	b.record(t, 42, date(2026, 3, 1), date(2026, 4, 1), 10, "")
+	if got := b.deliver(t, b.invoice("in_mar", "cus_a", 42, "draft", date(2026, 3, 1), date(2026, 4, 1)), "draft"); got != 200 {
+		t.Fatalf("status %d", got)
+	}
+	var late []meterbill.Event
+	for i := range 50 {
+		late = append(late, meterbill.Event{Account: 42, Metric: "requests", Value: meterbill.Units(1), Time: at(2026, 3, 5, 1, 0).Add(time.Duration(i)*time.Millisecond + 3)})
+	}
+	ingestAll(t, b.meter, late)
+	apr := b.invoice("in_apr", "cus_a", 42, "draft", date(2026, 4, 1), date(2026, 4, 2)) // no April usage
+	for range 2 {
+		if got := b.deliver(t, apr, "draft"); got != 200 {
+			t.Fatalf("status %d", got)
+		}
+	}
+	b.mu.Lock()
+	first, last := b.reports[len(b.reports)-2], b.reports[len(b.reports)-1]
+	b.mu.Unlock()
+	got := []any{first.Outcome, len(first.Created), last.Outcome, last.Existing}
+	want := []any{meterbill.OutcomeBilled, 1, meterbill.OutcomeAlreadyBilled, 1}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("outcome, created; redelivery's outcome, existing (-want +got):\n%s", diff)
 	}
 }

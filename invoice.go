@@ -325,6 +325,10 @@ type StripeInvoice struct {
 	PeriodStart, PeriodEnd time.Time
 	// SubscriptionMetadata is the subscription's metadata as the invoice carries it.
 	SubscriptionMetadata map[string]string
+	// BillingReason is Stripe's billing_reason: "subscription_cycle" for a renewal, which covers
+	// a whole billing period and so may catch up periods a lost webhook left unbilled;
+	// "manual", "subscription_update" and the others never do.
+	BillingReason string
 }
 
 // InvoiceItem is a Stripe invoice item. It is plain data.
@@ -694,7 +698,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	inv := StripeInvoice{ID: wi.ID, Customer: wi.Customer, Currency: wi.Currency, Status: wi.Status,
 		PeriodStart: time.Unix(wi.PeriodStart, 0).UTC(), PeriodEnd: time.Unix(wi.PeriodEnd, 0).UTC(),
-		SubscriptionMetadata: wi.SubscriptionMetadata}
+		SubscriptionMetadata: wi.SubscriptionMetadata, BillingReason: wi.BillingReason}
 	if ev.Type != "invoice.created" {
 		h.o.logger.Debug("meterbill: webhook ignored", "event", ev.ID, "type", ev.Type)
 		w.WriteHeader(http.StatusOK)
@@ -1018,6 +1022,11 @@ func (h *Handler) plan(ctx context.Context, inv StripeInvoice, acct uint64, entr
 			return nil, 0, err
 		}
 		existing += n
+		for _, a := range adjustments {
+			if a.Invoice == inv.ID {
+				existing++ // made for this invoice by an earlier delivery
+			}
+		}
 		late, err := h.planLate(ctx, inv, acct, m, usage, adjustments)
 		if err != nil {
 			return nil, 0, err
@@ -1116,7 +1125,10 @@ func (h *Handler) planWindow(ctx context.Context, inv StripeInvoice, acct uint64
 // Calendar metric gets one line per missed month and a Day metric one line per missed month of
 // days, with tiers and included units applied per period, never across periods.
 func (h *Handler) planCatchUp(ctx context.Context, inv StripeInvoice, acct uint64, m Metric, spec period.Spec, usage []ledger.Entry, covered [][2]int64) ([]action, error) {
-	if h.o.lookback == 0 || len(usage) == 0 {
+	// Only a renewal covers a whole billing period and may speak for the periods before it: a
+	// manual, prorated or zero-length invoice would step back in its own odd lengths (pricing a
+	// missed month in fragments) or reach into the cycle still running.
+	if h.o.lookback == 0 || len(usage) == 0 || inv.BillingReason != "subscription_cycle" {
 		return nil, nil
 	}
 	earliest := usage[0].From
@@ -1125,14 +1137,12 @@ func (h *Handler) planCatchUp(ctx context.Context, inv StripeInvoice, acct uint6
 			earliest = e.From
 		}
 	}
-	lower := inv.PeriodStart.Add(-h.o.lookback)
-	if earliest.After(lower) {
-		lower = earliest
-	}
-	first := spec.ID(lower.UnixNano())
-	if spec.Start(first) < lower.UnixNano() {
+	horizon := inv.PeriodStart.Add(-h.o.lookback)
+	first := spec.ID(horizon.UnixNano())
+	if spec.Start(first) < horizon.UnixNano() {
 		first++ // a bucket that began before the horizon is not a whole bucket within it
 	}
+	billedFrom := spec.ID(earliest.UnixNano())  // the first bucket ever billed: none before it is owed
 	next := spec.ID(inv.PeriodStart.UnixNano()) // it ends after period_start: the window's
 	if next == 0 || first > next-1 {
 		return nil, nil
@@ -1141,8 +1151,13 @@ func (h *Handler) planCatchUp(ctx context.Context, inv StripeInvoice, acct uint6
 	back := periodStepper(inv.PeriodStart, inv.PeriodEnd)
 	for i := 1; ; i++ {
 		from, to := back(i), back(i-1)
-		// Only whole periods: one the horizon cuts could not be priced as its invoice would have.
+		// Only whole periods: one the horizon cuts could not be priced as its invoice would
+		// have. A period that began before billing did is billed from its first billed bucket on.
 		run, ok := ledger.Billable(spec, from.UnixNano(), to.UnixNano())
+		ok = ok && run.Last >= billedFrom
+		if ok {
+			run.First = max(run.First, billedFrom)
+		}
 		if ok && run.First >= first {
 			runs := ledger.Uncovered(spec, run, covered)
 			if ledger.TooManyRuns(len(runs)) {
@@ -1166,7 +1181,7 @@ func (h *Handler) planCatchUp(ctx context.Context, inv StripeInvoice, acct uint6
 				}
 			}
 		}
-		if !from.After(unixUTC(spec.Start(first))) {
+		if !from.After(unixUTC(spec.Start(max(first, billedFrom)))) {
 			return todo, nil
 		}
 	}

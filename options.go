@@ -180,7 +180,7 @@ func WithDeadline(d time.Duration) Option {
 
 // WithLookback sets how far before an invoice's period the handler looks back, so that a
 // finance team never finds a hole or a stale figure: buckets never billed (an invoice whose
-// webhook never arrived, an endpoint down past Stripe's retries) are billed on this invoice,
+// webhook never arrived, an endpoint down past Stripe's retries) are billed on the next renewal,
 // each missed billing period on lines of its own, and buckets whose usage grew after they were
 // billed (late events) get an adjustment line for the difference. Catch-up never reaches before the first bucket
 // meterbill billed for the account and metric, so usage from before a customer was billed is

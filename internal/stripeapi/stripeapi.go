@@ -19,6 +19,7 @@ type Invoice struct {
 	ID, Customer, Currency, Status string
 	PeriodStart, PeriodEnd         time.Time
 	SubscriptionMetadata           map[string]string
+	BillingReason                  string
 }
 
 // Item is an invoice item. PeriodEnd is exclusive here; Stripe's is inclusive, so the adapter
@@ -78,7 +79,8 @@ func (c *Client) Invoice(ctx context.Context, id string) (Invoice, error) {
 		return Invoice{}, wrap("retrieve invoice", err)
 	}
 	out := Invoice{ID: inv.ID, Currency: string(inv.Currency), Status: string(inv.Status),
-		PeriodStart: time.Unix(inv.PeriodStart, 0).UTC(), PeriodEnd: time.Unix(inv.PeriodEnd, 0).UTC()}
+		PeriodStart: time.Unix(inv.PeriodStart, 0).UTC(), PeriodEnd: time.Unix(inv.PeriodEnd, 0).UTC(),
+		BillingReason: string(inv.BillingReason)}
 	if inv.Customer != nil {
 		out.Customer = inv.Customer.ID
 	}

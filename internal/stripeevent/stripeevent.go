@@ -63,6 +63,7 @@ type Invoice struct {
 	ID, Customer, Currency, Status string
 	PeriodStart, PeriodEnd         int64 // Unix seconds
 	SubscriptionMetadata           map[string]string
+	BillingReason                  string // "subscription_cycle", "manual", ...; "" if absent
 }
 
 // The JSON shapes. These fields are the same in the basil, clover and dahlia API versions, so
@@ -84,7 +85,9 @@ type wireInvoice struct {
 	Status      string          `json:"status"`
 	PeriodStart int64           `json:"period_start"`
 	PeriodEnd   int64           `json:"period_end"`
-	Parent      *struct {
+	// BillingReason is optional: catch-up keys off it, and its absence only turns catch-up off.
+	BillingReason string `json:"billing_reason"`
+	Parent        *struct {
 		SubscriptionDetails *struct {
 			Metadata map[string]string `json:"metadata"`
 		} `json:"subscription_details"`
@@ -109,7 +112,7 @@ func Decode(payload []byte) (Event, Invoice, error) {
 	if err := json.Unmarshal(we.Data.Object, &wi); err != nil {
 		return ev, Invoice{}, fmt.Errorf("%w: invoice: %w", ErrMalformed, err)
 	}
-	inv := Invoice{ID: wi.ID, Currency: strings.ToLower(wi.Currency), Status: wi.Status, PeriodStart: wi.PeriodStart, PeriodEnd: wi.PeriodEnd}
+	inv := Invoice{ID: wi.ID, Currency: strings.ToLower(wi.Currency), Status: wi.Status, PeriodStart: wi.PeriodStart, PeriodEnd: wi.PeriodEnd, BillingReason: wi.BillingReason}
 	if err := json.Unmarshal(wi.Customer, &inv.Customer); err != nil {
 		var expanded struct {
 			ID string `json:"id"`
