@@ -891,6 +891,12 @@ func (h *Handler) billWith(ctx context.Context, sc StripeClient, inv StripeInvoi
 	if inv.PeriodStart.Before(minTime) || inv.PeriodEnd.After(maxTime) || inv.PeriodEnd.Before(inv.PeriodStart) {
 		return fail(fmt.Errorf("%w: invoice period %s", ErrInvalidPeriod, rep.Window))
 	}
+	// A currency the plan has no price in fails every metric: find out before asking Stripe.
+	for _, m := range h.pricer.Metrics() {
+		if _, err := h.pricer.Price(ctx, inv.Currency, Usage{Account: acct, Metric: m}); err != nil {
+			return fail(err)
+		}
+	}
 
 	gens := map[string]int{} // idempotency key generation per line, bumped after Stripe stored a failure
 	for round := 1; ; round++ {
