@@ -672,6 +672,7 @@ func NewHandler(meter Meter, stripe StripeClient, resolver AccountResolver, pric
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		h.o.logger.Warn("meterbill: webhook refused", "status", http.StatusMethodNotAllowed, "method", r.Method)
+		h.o.observer.Observe(Measurement{Kind: WebhooksRefused, N: 1, Status: "405"})
 		w.Header().Set("Allow", http.MethodPost)
 		http.Error(w, http.StatusText(http.StatusMethodNotAllowed), http.StatusMethodNotAllowed)
 		return
@@ -767,18 +768,14 @@ func (h *Handler) report(rep *Report) {
 }
 
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
-	if h.o.errorHandler != nil {
-		h.o.errorHandler(w, r, err)
-		return
-	}
 	status := http.StatusInternalServerError
 	switch {
 	case errors.Is(err, ErrBodyTooLarge):
 		status = http.StatusRequestEntityTooLarge
-		h.o.logger.Warn("meterbill: webhook refused", "status", status, "err", err)
+		h.refused(status, err)
 	case errors.Is(err, ErrBadSignature), errors.Is(err, ErrMalformedEvent):
 		status = http.StatusBadRequest
-		h.o.logger.Warn("meterbill: webhook refused", "status", status, "err", err)
+		h.refused(status, err)
 	case errors.Is(err, ErrInvalidPeriod), errors.Is(err, ErrInvalidAccount):
 		// The data Stripe holds is unbillable (the invoice's period, the account mapping), not
 		// this server: a 400, already logged by report. Stripe redelivers any non-2xx, so fixing
@@ -786,7 +783,17 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		// it is this side's plan that is missing it.
 		status = http.StatusBadRequest
 	}
+	if h.o.errorHandler != nil {
+		h.o.errorHandler(w, r, err)
+		return
+	}
 	http.Error(w, http.StatusText(status), status)
+}
+
+// refused logs and counts a webhook request refused before any invoice was looked at.
+func (h *Handler) refused(status int, err error) {
+	h.o.logger.Warn("meterbill: webhook refused", "status", status, "err", err)
+	h.o.observer.Observe(Measurement{Kind: WebhooksRefused, N: 1, Status: strconv.Itoa(status)})
 }
 
 // countingStripe counts the requests one handling makes.

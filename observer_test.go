@@ -1,10 +1,12 @@
 package meterbill_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -43,6 +45,8 @@ func (o *recordingObserver) Observe(m meterbill.Measurement) {
 		return
 	case meterbill.InvoicesHandled:
 		o.counts[fmt.Sprintf("%s %s", m.Kind, m.Outcome)] += m.N
+	case meterbill.WebhooksRefused:
+		o.counts[fmt.Sprintf("%s %s", m.Kind, m.Status)] += m.N
 	default:
 		o.counts[string(m.Kind)] += m.N
 	}
@@ -205,6 +209,22 @@ func TestObserverSeesTheHandler(t *testing.T) {
 				"meter_latency query ok": 1, "stripe_latency invoice 2xx": 1, "stripe_latency invoice_items 2xx": 1,
 				"stripe_latency create_invoice_item 2xx": 1,
 			},
+		},
+		{
+			name: "refused webhooks by status",
+			run: func(t *testing.T, b *bridge) {
+				payload := invoiceEvent(t, "2025-08-27.basil", "in_mar", "cus_a", "draft", date(2026, 3, 1), date(2026, 4, 1), nil)
+				for _, req := range []*http.Request{
+					signed(t, payload, time.Now(), "whsec_wrong"),                                              // 400
+					signed(t, bytes.Repeat([]byte(" "), 2<<20), time.Now(), secret),                            // 413
+					httptest.NewRequest(http.MethodGet, "/webhook", nil),                                       // 405
+					signed(t, []byte(`{"id":"evt_1","type":"invoice.created","data":[]}`), time.Now(), secret), // 400
+				} {
+					b.handler.ServeHTTP(httptest.NewRecorder(), req)
+				}
+			},
+			wantCounts:    map[string]int{"webhooks_refused 400": 2, "webhooks_refused 413": 1, "webhooks_refused 405": 1},
+			wantLatencies: map[string]int{}, // nothing reached the meter or Stripe
 		},
 		{
 			name: "Stripe failures by status class",

@@ -353,8 +353,8 @@ func (f ObserverFunc) Observe(m Measurement) { f(m) }
 // value is a stable snake_case name, usable as (part of) a metric name.
 type MeasurementKind string
 
-// The measurement kinds. Counts (the Events, InvoicesHandled and Lines kinds) set N, always
-// positive; latencies (MeterLatency, StripeLatency) set Op, Status and Duration.
+// The measurement kinds. Counts (the Events, InvoicesHandled, WebhooksRefused and Lines kinds)
+// set N, always positive; latencies (MeterLatency, StripeLatency) set Op, Status and Duration.
 const (
 	// EventsRecorded counts events [Recorder.Record] accepted. They are reported in bulk when the
 	// recorder takes them for delivery, at most a flush interval after Record returned, so that
@@ -374,6 +374,11 @@ const (
 	// InvoicesHandled counts one invoice handled, by the webhook or [Handler.BillInvoice], with
 	// its [Report]'s Outcome in Outcome; N is 1.
 	InvoicesHandled MeasurementKind = "invoices_handled"
+	// WebhooksRefused counts one webhook request refused before any invoice was looked at,
+	// with the HTTP status in Status: "400" (signature or malformed event), "413" (body too
+	// large) or "405" (not a POST); N is 1. Deliveries that reach an invoice are
+	// InvoicesHandled.
+	WebhooksRefused MeasurementKind = "webhooks_refused"
 	// LinesCreated counts invoice items created on the invoice.
 	LinesCreated MeasurementKind = "lines_created"
 	// LinesExisting counts meterbill's items already on Stripe for the buckets an invoice bills,

@@ -35,6 +35,7 @@ import (
 //
 //	meterbill_events_{recorded,delivered,duplicate,failed,rejected}_total
 //	meterbill_invoices_handled_total{outcome}
+//	meterbill_webhooks_refused_total{status}
 //	meterbill_invoice_lines_total{result="created|existing|pending"}
 //	meterbill_meter_request_duration_seconds{op,status}   (histogram)
 //	meterbill_stripe_request_duration_seconds{op,status}  (histogram)
@@ -45,6 +46,7 @@ import (
 type observer struct {
 	events        map[meterbill.MeasurementKind]prometheus.Counter
 	invoices      *prometheus.CounterVec
+	refused       *prometheus.CounterVec
 	lines         *prometheus.CounterVec
 	meterSeconds  *prometheus.HistogramVec
 	stripeSeconds *prometheus.HistogramVec
@@ -60,6 +62,10 @@ func newObserver(reg prometheus.Registerer) *observer {
 			Namespace: "meterbill", Name: "invoices_handled_total",
 			Help: "Invoices handled by the webhook or BillInvoice, by outcome.",
 		}, []string{"outcome"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "meterbill", Name: "webhooks_refused_total",
+			Help: "Webhook requests refused before any invoice was looked at, by HTTP status (400 signature or malformed, 413 too large, 405 not a POST).",
+		}, []string{"status"}),
 		lines: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "meterbill", Name: "invoice_lines_total",
 			Help: "Invoice lines: created on the invoice, existing (already billed, skipped), or pending (created for the next invoice because the invoice was finalized).",
@@ -87,7 +93,7 @@ func newObserver(reg prometheus.Registerer) *observer {
 		o.events[kind] = c
 		reg.MustRegister(c)
 	}
-	reg.MustRegister(o.invoices, o.lines, o.meterSeconds, o.stripeSeconds)
+	reg.MustRegister(o.invoices, o.refused, o.lines, o.meterSeconds, o.stripeSeconds)
 	return o
 }
 
@@ -99,6 +105,8 @@ func (o *observer) Observe(m meterbill.Measurement) {
 		o.events[m.Kind].Add(float64(m.N))
 	case meterbill.InvoicesHandled:
 		o.invoices.WithLabelValues(string(m.Outcome)).Add(float64(m.N))
+	case meterbill.WebhooksRefused:
+		o.refused.WithLabelValues(m.Status).Add(float64(m.N))
 	case meterbill.LinesCreated:
 		o.lines.WithLabelValues("created").Add(float64(m.N))
 	case meterbill.LinesExisting:

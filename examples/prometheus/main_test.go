@@ -128,7 +128,15 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 
-	req, _ := http.NewRequest(http.MethodGet, ts.URL+"/metrics", nil)
+	// A delivery signed with another secret is refused.
+	forged := webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: payload, Secret: "whsec_forged"})
+	req, _ := http.NewRequest(http.MethodPost, ts.URL+"/webhook", bytes.NewReader(payload))
+	req.Header.Set("Stripe-Signature", forged.Header)
+	if got, _ := do(req); got != http.StatusBadRequest {
+		t.Fatalf("forged webhook answered %d, want 400", got)
+	}
+
+	req, _ = http.NewRequest(http.MethodGet, ts.URL+"/metrics", nil)
 	status, metrics := do(req)
 	if status != http.StatusOK {
 		t.Fatalf("/metrics answered %d", status)
@@ -143,6 +151,7 @@ func TestMetrics(t *testing.T) {
 		{name: "no event rejected", series: `meterbill_events_rejected_total 0`},
 		{name: "invoice billed", series: `meterbill_invoices_handled_total\{outcome="billed"\} 1`},
 		{name: "redelivery already billed", series: `meterbill_invoices_handled_total\{outcome="already_billed"\} 1`},
+		{name: "forged webhook refused", series: `meterbill_webhooks_refused_total\{status="400"\} 1`},
 		{name: "line created", series: `meterbill_invoice_lines_total\{result="created"\} 1`},
 		{name: "line skipped on redelivery", series: `meterbill_invoice_lines_total\{result="existing"\} 1`},
 		{name: "meter ingests timed", series: `meterbill_meter_request_duration_seconds_count\{op="ingest",status="ok"\} [1-3]`},
