@@ -1104,35 +1104,46 @@ func (h *Handler) planWindow(ctx context.Context, inv StripeInvoice, acct uint64
 	// Buckets never billed, priced together: one line, or one per tier, whatever runs
 	// they form (a stretch in between may have been billed on another invoice).
 	runsTodo := ledger.Uncovered(spec, run, covered)
-	if len(runsTodo) == 0 {
-		return todo, existing, nil
-	}
-	if ledger.TooManyRuns(len(runsTodo)) {
-		return nil, 0, fmt.Errorf("%s of account %d: %d separate runs of unbilled periods, more than one item can record", m.Code, acct, len(runsTodo))
-	}
-	u, spans, err := h.usageOf(ctx, acct, m, spec, runsTodo)
+	priced, err := h.priceRuns(ctx, inv, acct, m, runsTodo, false)
 	if err != nil {
 		return nil, 0, err
+	}
+	return append(todo, priced...), existing, nil
+}
+
+// priceRuns prices unbilled runs of m's buckets together, as one line or one per tier, each
+// action recording the runs when there are several.
+func (h *Handler) priceRuns(ctx context.Context, inv StripeInvoice, acct uint64, m Metric, runs []ledger.Run, catchUp bool) ([]action, error) {
+	if len(runs) == 0 {
+		return nil, nil
+	}
+	if ledger.TooManyRuns(len(runs)) {
+		return nil, fmt.Errorf("%s of account %d: %d separate runs of unbilled periods, more than one item can record", m.Code, acct, len(runs))
+	}
+	u, spans, err := h.usageOf(ctx, acct, m, m.spec(), runs)
+	if err != nil {
+		return nil, err
 	}
 	lines, err := h.price(ctx, inv.Currency, u)
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
+	todo := make([]action, 0, len(lines))
 	for _, l := range lines {
-		a := action{metric: m, from: u.Window.Start, to: u.Window.End, quantity: u.Value, line: l}
+		a := action{metric: m, from: u.Window.Start, to: u.Window.End, quantity: u.Value, line: l, catchUp: catchUp}
 		if len(spans) > 1 {
 			a.runs = spans
 		}
 		todo = append(todo, a)
 	}
-	return todo, existing, nil
+	return todo, nil
 }
 
 // planCatchUp plans the buckets before the invoice's window that were never billed (a webhook
-// that never arrived, an endpoint down past Stripe's retries): whole periods back to the lookback
-// horizon, and
-// never before the first bucket billed for this account and metric, since usage from before the
-// customer was billed is not theirs to pay. Each missed billing period gets its own line (or one
+// that never arrived, an endpoint down past Stripe's retries): whole periods back to the
+// lookback horizon, and never before the first bucket billed for this account and metric, since
+// usage from before the customer was billed is not theirs to pay. Each missed billing period gets
+// its own line (or one
 // per tier), priced as its own invoice would have priced it: the periods are found by stepping
 // back from period_start by the invoice's own length (whole months for a monthly invoice), so a
 // Calendar metric gets one line per missed month and a Day metric one line per missed month of
@@ -1172,27 +1183,11 @@ func (h *Handler) planCatchUp(ctx context.Context, inv StripeInvoice, acct uint6
 			run.First = max(run.First, billedFrom)
 		}
 		if ok && run.First >= first {
-			runs := ledger.Uncovered(spec, run, covered)
-			if ledger.TooManyRuns(len(runs)) {
-				return nil, fmt.Errorf("%s of account %d: %d separate runs of unbilled periods, more than one item can record", m.Code, acct, len(runs))
+			priced, err := h.priceRuns(ctx, inv, acct, m, ledger.Uncovered(spec, run, covered), true)
+			if err != nil {
+				return nil, err
 			}
-			if len(runs) > 0 {
-				u, spans, err := h.usageOf(ctx, acct, m, spec, runs)
-				if err != nil {
-					return nil, err
-				}
-				lines, err := h.price(ctx, inv.Currency, u)
-				if err != nil {
-					return nil, err
-				}
-				for _, l := range lines {
-					a := action{metric: m, from: u.Window.Start, to: u.Window.End, quantity: u.Value, line: l, catchUp: true}
-					if len(spans) > 1 {
-						a.runs = spans
-					}
-					todo = append(todo, a)
-				}
-			}
+			todo = append(todo, priced...)
 		}
 		if !from.After(unixUTC(spec.Start(max(first, billedFrom)))) {
 			return todo, nil
