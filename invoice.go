@@ -491,7 +491,8 @@ type Report struct {
 	Created []InvoiceItem
 	// Existing counts meterbill's items already on Stripe for the buckets this invoice bills.
 	Existing int
-	// StripeRequests counts the Stripe API requests made, retries included.
+	// StripeRequests counts the HTTP requests made to Stripe: every page of a list and every
+	// retry included. A custom [StripeClient] is counted one request a call.
 	StripeRequests int
 	// Err is the failure, for OutcomeFailed.
 	Err error
@@ -796,25 +797,33 @@ func (h *Handler) refused(status int, err error) {
 	h.o.observer.Observe(Measurement{Kind: WebhooksRefused, N: 1, Status: strconv.Itoa(status)})
 }
 
-// countingStripe counts the requests one handling makes.
+// countingStripe counts the HTTP requests one handling makes: the default client reports each
+// request it sends (every page of a list, every retry); any other client counts one a call.
 type countingStripe struct {
 	StripeClient
 	n atomic.Int64
 }
 
+// call runs f under a per-call counter and adds what it counted, at least one, to the total.
+func countCall[T any](ctx context.Context, c *countingStripe, f func(context.Context) (T, error)) (T, error) {
+	var n atomic.Int64
+	v, err := f(stripeapi.WithCounter(ctx, &n))
+	c.n.Add(max(n.Load(), 1))
+	return v, err
+}
+
 func (c *countingStripe) Invoice(ctx context.Context, id string) (StripeInvoice, error) {
-	c.n.Add(1)
-	return c.StripeClient.Invoice(ctx, id)
+	return countCall(ctx, c, func(ctx context.Context) (StripeInvoice, error) { return c.StripeClient.Invoice(ctx, id) })
 }
 
 func (c *countingStripe) InvoiceItems(ctx context.Context, customer string) ([]InvoiceItem, error) {
-	c.n.Add(1) // a page; the adapter may fetch more for a long history
-	return c.StripeClient.InvoiceItems(ctx, customer)
+	return countCall(ctx, c, func(ctx context.Context) ([]InvoiceItem, error) { return c.StripeClient.InvoiceItems(ctx, customer) })
 }
 
 func (c *countingStripe) CreateInvoiceItem(ctx context.Context, item InvoiceItem, key string) (InvoiceItem, error) {
-	c.n.Add(1)
-	return c.StripeClient.CreateInvoiceItem(ctx, item, key)
+	return countCall(ctx, c, func(ctx context.Context) (InvoiceItem, error) {
+		return c.StripeClient.CreateInvoiceItem(ctx, item, key)
+	})
 }
 
 // retry calls f until it succeeds, fails permanently, or ctx ends, waiting with jittered

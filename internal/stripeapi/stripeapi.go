@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/stripe/stripe-go/v82"
@@ -60,6 +61,9 @@ func New(key, url string, hc *http.Client, logger *slog.Logger) *Client {
 	if hc == nil {
 		hc = &http.Client{Timeout: 30 * time.Second}
 	}
+	counted := *hc // a copy: the caller's client is not changed
+	counted.Transport = countingTransport{base: hc.Transport}
+	hc = &counted
 	cfg := &stripe.BackendConfig{
 		HTTPClient:        hc,
 		MaxNetworkRetries: stripe.Int64(0),
@@ -70,6 +74,28 @@ func New(key, url string, hc *http.Client, logger *slog.Logger) *Client {
 		cfg.URL = stripe.String(url)
 	}
 	return &Client{sc: stripe.NewClient(key, stripe.WithBackends(stripe.NewBackendsWithConfig(cfg)))}
+}
+
+type counterKey struct{}
+
+// WithCounter returns a context under which every HTTP request the client sends, each page of a
+// list and each retry included, adds one to n.
+func WithCounter(ctx context.Context, n *atomic.Int64) context.Context {
+	return context.WithValue(ctx, counterKey{}, n)
+}
+
+// countingTransport counts requests into the counter their context carries.
+type countingTransport struct{ base http.RoundTripper }
+
+func (t countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if n, ok := r.Context().Value(counterKey{}).(*atomic.Int64); ok {
+		n.Add(1)
+	}
+	base := t.base
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	return base.RoundTrip(r)
 }
 
 // Invoice retrieves an invoice.

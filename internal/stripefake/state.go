@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -160,5 +161,31 @@ func (s *Server) Advance(d time.Duration) {
 func cloneMap(m map[string]string) map[string]string {
 	out := make(map[string]string, len(m))
 	maps.Copy(out, m)
+	return out
+}
+
+// AddItem adds an invoice item as if it had been created earlier (history that
+// meterbill did not write, or an old ledger), without a request. An empty ID
+// gets a fresh one; Created 0 means the fake's clock. It returns the item as
+// stored.
+func (s *Server) AddItem(it Item) Item {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lastItem++
+	if it.ID == "" {
+		it.ID = fmt.Sprintf("ii_fake%08d", s.lastItem)
+	}
+	if it.Created == 0 {
+		it.Created = s.now.Unix()
+	}
+	if it.PeriodStart == 0 && it.PeriodEnd == 0 {
+		it.PeriodStart, it.PeriodEnd = it.Created, it.Created
+	}
+	it.Metadata = cloneMap(it.Metadata)
+	rec := &itemRecord{Item: it, seq: s.lastItem, quantity: 1, unitAmountDecimal: strconv.FormatInt(it.Amount, 10)}
+	s.items = append(s.items, rec)
+	s.itemByID[rec.ID] = rec
+	out := it
+	out.Metadata = cloneMap(it.Metadata)
 	return out
 }
