@@ -355,7 +355,12 @@ type StripeError struct {
 	Type      string // "api_error", "invalid_request_error", "idempotency_error", …
 	Code      string // e.g. "rate_limit", "idempotency_key_in_use", "invoice_not_editable"
 	RequestID string
-	Err       error
+	// Replayed reports an answer Stripe stored earlier under the same idempotency key and
+	// replayed (its Idempotent-Replayed header). After a replayed 5xx, meterbill moves to the
+	// next key at once; a custom client that leaves it false is still correct, but each such
+	// answer then counts against a delivery's budget of fresh failures (see [Handler]).
+	Replayed bool
+	Err      error
 }
 
 // Error describes the failure without any secret.
@@ -433,7 +438,7 @@ func (s *StripeAPI) CreateInvoiceItem(ctx context.Context, item InvoiceItem, ide
 func stripeError(err error) error {
 	var e *stripeapi.Error
 	if errors.As(err, &e) {
-		return &StripeError{Op: e.Op, Status: e.Status, Type: e.Type, Code: e.Code, RequestID: e.RequestID, Err: e.Err}
+		return &StripeError{Op: e.Op, Status: e.Status, Type: e.Type, Code: e.Code, RequestID: e.RequestID, Replayed: e.Replayed, Err: e.Err}
 	}
 	return err
 }
@@ -498,9 +503,12 @@ type Report struct {
 	Err error
 }
 
-// maxRounds bounds how often one handling re-reads the ledger after Stripe answered a create
-// with a 5xx or an idempotency conflict.
-const maxRounds = 10
+// maxFreshFailures bounds the 5xx answers one handling may provoke under keys not used before.
+// Each such answer may be stored under its key for a day, so every one of them is a key later
+// deliveries walk past; bounding them per handling keeps that walk short, and Stripe's
+// redelivery (or the next BillInvoice) carries on. Replayed failures do not count: walking past
+// them is how billing makes progress once Stripe is healthy again.
+const maxFreshFailures = 3
 
 var _ http.Handler = (*Handler)(nil)
 
@@ -859,12 +867,15 @@ type action struct {
 	base     *Value // adjustments: the run's quantity billed before this line
 }
 
-// key returns the action's idempotency key (see ledger.Key and ledger.AdjustmentKey).
-func (a action) key(customer string, acct uint64, gen int, pending bool) string {
+// key returns the action's idempotency key (see ledger.Key and ledger.AdjustmentKey). A line
+// has the same key whether it goes on an invoice or becomes a pending item, so two handlings
+// that bill the same run in different ways (BillInvoice rescuing a finalized invoice, the next
+// renewal's catch-up on another replica) meet on one key, and Stripe lets only one create it.
+func (a action) key(customer string, acct uint64, gen int) string {
 	if a.base != nil {
-		return ledger.AdjustmentKey(customer, acct, a.metric.Code, a.from, a.to, a.base.String(), gen, pending)
+		return ledger.AdjustmentKey(customer, acct, a.metric.Code, a.from, a.to, a.base.String(), gen)
 	}
-	return ledger.Key(customer, acct, a.metric.Code, a.from, a.to, a.line.Tier, gen, pending)
+	return ledger.Key(customer, acct, a.metric.Code, a.from, a.to, a.line.Tier, gen)
 }
 
 // billWith is the invoice bridge. It reads the ledger (the customer's items on Stripe), plans the
@@ -914,10 +925,11 @@ func (h *Handler) billWith(ctx context.Context, sc StripeClient, inv StripeInvoi
 		}
 	}
 
-	gens := map[string]int{} // idempotency key generation per line, bumped after Stripe stored a failure
+	gens := map[string]int{} // idempotency key generation per line, moved on after Stripe stored a failure
+	fresh := 0               // 5xx answers to keys not used before, in this handling
 	for round := 1; ; round++ {
-		if round > maxRounds {
-			return fail(fmt.Errorf("gave up after %d rounds of conflicting Stripe answers", maxRounds))
+		if err := ctx.Err(); err != nil {
+			return fail(err)
 		}
 		items, err := retry(ctx, h, func() ([]InvoiceItem, error) { return sc.InvoiceItems(ctx, inv.Customer) })
 		if err != nil {
@@ -947,45 +959,13 @@ func (h *Handler) billWith(ctx context.Context, sc StripeClient, inv StripeInvoi
 		}
 		reread := false
 		for _, a := range todo {
-			item := h.item(inv, acct, a, pending)
-			base := a.key(inv.Customer, acct, 1, pending)
-			key := a.key(inv.Customer, acct, max(gens[base], 1), pending)
-			created, err := retry(ctx, h, func() (InvoiceItem, error) {
-				it, err := sc.CreateInvoiceItem(ctx, item, key)
-				var se *StripeError
-				if errors.As(err, &se) && (se.Status >= 500 || se.Code == "lock_timeout") {
-					// Stripe may have stored this failure under the key (it replays a 5xx for a
-					// day): re-read the ledger rather than retry the key.
-					return it, &stopRetry{err}
-				}
-				return it, err
-			})
-			var se *StripeError
-			var stop *stopRetry
-			switch {
-			case err == nil:
-				rep.Created = append(rep.Created, created)
-				continue
-			case errors.As(err, &stop), errors.As(err, &se) && se.Type == "idempotency_error":
-				// A 5xx, or the key was used with other parameters (usage changed between two
-				// concurrent deliveries): the ledger says what exists; a fresh key for the rest.
-				gens[base] = max(gens[base], 1) + 1
-				reread = true
-			case errors.As(err, &se) && se.Status >= 400 && se.Status < 500 && !pending:
-				// Perhaps the invoice was finalized while we worked: then the lines go to the
-				// customer's next invoice as pending items, never lost.
-				cur, gerr := retry(ctx, h, func() (StripeInvoice, error) { return sc.Invoice(ctx, inv.ID) })
-				if gerr != nil || cur.Status == "draft" {
-					return fail(err)
-				}
-				pending, reread = true, true
-			default:
+			var err error
+			if reread, err = h.create(ctx, sc, inv, acct, a, &pending, gens, &fresh, rep); err != nil {
 				return fail(err)
 			}
-			if err := backoff.Sleep(ctx, h.backoff.Wait(round)); err != nil {
-				return fail(err)
+			if reread {
+				break
 			}
-			break
 		}
 		if !reread { // every line created: no need to read the ledger again
 			rep.Outcome = OutcomeBilled
@@ -993,6 +973,67 @@ func (h *Handler) billWith(ctx context.Context, sc StripeClient, inv StripeInvoi
 				rep.Outcome = OutcomePending
 			}
 			return rep
+		}
+		if err := backoff.Sleep(ctx, h.backoff.Wait(round)); err != nil {
+			return fail(err)
+		}
+	}
+}
+
+// create creates one planned line, under the line's key of the current generation. It returns
+// reread when the ledger must be read again before going on: Stripe answered a fresh 5xx (it
+// may have created the item), or refused the key's parameters (another delivery created it
+// with other ones), or the invoice was finalized meanwhile (*pending is then set).
+func (h *Handler) create(ctx context.Context, sc StripeClient, inv StripeInvoice, acct uint64, a action, pending *bool, gens map[string]int, fresh *int, rep *Report) (reread bool, err error) {
+	base := a.key(inv.Customer, acct, 1)
+	for {
+		item := h.item(inv, acct, a, *pending)
+		key := a.key(inv.Customer, acct, max(gens[base], 1))
+		created, err := retry(ctx, h, func() (InvoiceItem, error) {
+			it, err := sc.CreateInvoiceItem(ctx, item, key)
+			var se *StripeError
+			if errors.As(err, &se) && (se.Status >= 500 || se.Code == "lock_timeout") {
+				// Stripe may have stored this failure under the key (it replays a 5xx for a
+				// day): never retry the key.
+				return it, &stopRetry{err}
+			}
+			return it, err
+		})
+		var se *StripeError
+		var stop *stopRetry
+		switch {
+		case err == nil:
+			rep.Created = append(rep.Created, created)
+			return false, nil
+		case errors.As(err, &stop) && errors.As(err, &se) && se.Replayed:
+			// A failure an earlier attempt stored under this key: nothing was created under it
+			// (the ledger just read has no such line), so the key is spent. The next one, at
+			// once: every handling walks the same sequence of keys, so concurrent ones meet.
+			gens[base] = max(gens[base], 1) + 1
+			continue
+		case errors.As(err, &stop):
+			// A fresh 5xx: the item may exist despite it. Read the ledger, then a fresh key.
+			if *fresh++; *fresh > maxFreshFailures {
+				return false, fmt.Errorf("stripe failed %d times in a row under fresh keys: %w", *fresh, err)
+			}
+			gens[base] = max(gens[base], 1) + 1
+			return true, nil
+		case errors.As(err, &se) && se.Type == "idempotency_error":
+			// The key was used with other parameters (usage changed between two concurrent
+			// deliveries, or one made it a pending item): the ledger says what exists.
+			gens[base] = max(gens[base], 1) + 1
+			return true, nil
+		case errors.As(err, &se) && se.Status >= 400 && se.Status < 500 && !*pending:
+			// Perhaps the invoice was finalized while we worked: then the lines go to the
+			// customer's next invoice as pending items, never lost.
+			cur, gerr := retry(ctx, h, func() (StripeInvoice, error) { return sc.Invoice(ctx, inv.ID) })
+			if gerr != nil || cur.Status == "draft" {
+				return false, err
+			}
+			*pending = true
+			return true, nil
+		default:
+			return false, err
 		}
 	}
 }

@@ -6,7 +6,13 @@ package meterbill_test
 
 import (
 	"context"
+	"net/http"
+	"strings"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/meterbill/meterbill/internal/stripefake"
 )
@@ -34,5 +40,74 @@ func TestStripeRequestsCountEveryPage(t *testing.T) {
 	}
 	if rep.StripeRequests != 4 { // the invoice and 3 pages
 		t.Errorf("BillInvoice's Report.StripeRequests = %d, want 4", rep.StripeRequests)
+	}
+}
+
+// TestStoredFailuresNeverExhaustTheKeys: an incident stored 500s under the first ten keys of a
+// line. Redeliveries walk past the stored failures (one request each, no ledger read) and
+// provoke at most a few fresh ones each, so billing gets through once Stripe is healthy,
+// creating the line once.
+func TestStoredFailuresNeverExhaustTheKeys(t *testing.T) {
+	b := newBridge(t, billPlan[:1])
+	b.record(t, 42, date(2026, 3, 1), date(2026, 4, 1), 10, "")
+	inv := b.invoice("in_mar", "cus_a", 42, "draft", date(2026, 3, 1), date(2026, 4, 1))
+	b.stripe.Inject(stripefake.Fault{Method: http.MethodPost, Path: "/v1/invoiceitems", Status: 500, Stored: true, Times: 10})
+	var statuses []int
+	for len(statuses) < 10 {
+		statuses = append(statuses, b.deliver(t, inv, "draft"))
+		if statuses[len(statuses)-1] == 200 {
+			break
+		}
+	}
+	if diff := cmp.Diff([]int{500, 500, 200}, statuses); diff != "" {
+		t.Errorf("answers to the deliveries (-want +got):\n%s", diff)
+	}
+	items := b.stripe.Items("cus_a")
+	if len(items) != 1 || items[0].Amount != 31 || !strings.HasSuffix(items[0].IdempotencyKey, "-r11") {
+		t.Fatalf("items %+v, want one of 31 cents under the 11th key", items)
+	}
+	// The last delivery: 8 stored failures walked (one request each), 2 fresh 500s each
+	// followed by a ledger read, the create, and the first ledger read.
+	if got := b.lastReport().StripeRequests; got != 8+2*2+1+1 {
+		t.Errorf("the last delivery made %d Stripe requests, want 14", got)
+	}
+}
+
+// TestPendingLinesShareTheKeyOfTheirRun: March's invoice was finalized without its usage.
+// BillInvoice rescues it as pending items on one replica while April's renewal catches March up
+// on another. Both create March's line under the same key, so Stripe creates it once.
+func TestPendingLinesShareTheKeyOfTheirRun(t *testing.T) {
+	for run := range 5 {
+		b := newBridge(t, billPlan[:1])
+		b.record(t, 42, date(2026, 2, 1), date(2026, 5, 1), 10, "")
+		feb := b.invoice("in_feb", "cus_a", 42, "draft", date(2026, 2, 1), date(2026, 3, 1))
+		if got := b.deliver(t, feb, "draft"); got != 200 {
+			t.Fatalf("February: status %d", got)
+		}
+		b.invoice("in_mar", "cus_a", 42, "open", date(2026, 3, 1), date(2026, 4, 1))
+		apr := b.invoice("in_apr", "cus_a", 42, "draft", date(2026, 4, 1), date(2026, 5, 1))
+		other := b.replica(t, billPlan[:1])
+		b.stripe.Inject(stripefake.Fault{Method: http.MethodPost, Path: "/v1/invoiceitems", Delay: 20 * time.Millisecond, Times: 4})
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			if _, err := other.BillInvoice(context.Background(), "in_mar"); err != nil {
+				t.Errorf("BillInvoice: %v", err)
+			}
+		})
+		wg.Go(func() {
+			if got := b.deliver(t, apr, "draft"); got != 200 {
+				t.Errorf("April: status %d", got)
+			}
+		})
+		wg.Wait()
+		march := 0
+		for _, it := range b.stripe.Items("cus_a") {
+			if it.Metadata["meterbill_from"] == "2026-03-01T00:00:00Z" {
+				march++
+			}
+		}
+		if march != 1 {
+			t.Errorf("run %d: March billed on %d items, want 1", run, march)
+		}
 	}
 }

@@ -271,14 +271,12 @@ func Uncovered(s period.Spec, r Run, covered [][2]int64) []Run {
 // customer rather than the invoice on purpose: two invoices of one customer billed at the same
 // moment (two subscriptions renewing together) compute the same lines under the same keys, so
 // Stripe lets one create them and refuses the other's parameters, which then finds them in the
-// ledger. gen > 1 derives a fresh key after Stripe stored a failure under the previous one;
-// pending marks the fallback to a pending item.
-func Key(customer string, account uint64, metric string, from, to time.Time, tier, gen int, pending bool) string {
+// ledger. A line has one key whether it goes on an invoice or becomes a pending item. gen > 1
+// derives a fresh key after Stripe stored a failure under the previous one; there is no last
+// generation.
+func Key(customer string, account uint64, metric string, from, to time.Time, tier, gen int) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "meterbill-%x-%d-%x-%d-%d-t%d", fnv64(customer), account, fnv64(metric), from.Unix(), to.Unix(), tier)
-	if pending {
-		b.WriteString("-pending")
-	}
 	if gen > 1 {
 		fmt.Fprintf(&b, "-r%d", gen)
 	}
@@ -289,8 +287,8 @@ func Key(customer string, account uint64, metric string, from, to time.Time, tie
 // per (customer, account, metric, run, quantity billed before it), so concurrent deliveries
 // that see the same ledger converge on one adjustment, and the next adjustment, starting from
 // a higher base, gets a key of its own.
-func AdjustmentKey(customer string, account uint64, metric string, from, to time.Time, base string, gen int, pending bool) string {
-	return Key(customer, account, metric, from, to, 0, gen, pending) + fmt.Sprintf("-adj%x", fnv64(base))
+func AdjustmentKey(customer string, account uint64, metric string, from, to time.Time, base string, gen int) string {
+	return Key(customer, account, metric, from, to, 0, gen) + fmt.Sprintf("-adj%x", fnv64(base))
 }
 
 // fnv64 is FNV-1a, the hash Unimeter itself uses for metric codes; here it keeps arbitrary UTF-8

@@ -126,7 +126,7 @@ func TestEncodeDecode(t *testing.T) {
 
 func TestKey(t *testing.T) {
 	from, to := time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC), time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
-	k := Key("in_1MtHbELkdIwHu7ixl4OzzPMv", 42, strings.Repeat("é", 31), from, to, 3, 7, true)
+	k := Key("in_1MtHbELkdIwHu7ixl4OzzPMv", 42, strings.Repeat("é", 31), from, to, 3, 1<<40)
 	if len(k) > 255 {
 		t.Errorf("key is %d bytes, Stripe allows 255", len(k))
 	}
@@ -137,21 +137,21 @@ func TestKey(t *testing.T) {
 	}
 	keys := map[string]bool{}
 	for _, k := range []string{
-		Key("in_1", 42, "a", from, to, 1, 1, false),
-		Key("in_2", 42, "a", from, to, 1, 1, false),
-		Key("in_1", 43, "a", from, to, 1, 1, false),
-		Key("in_1", 42, "b", from, to, 1, 1, false),
-		Key("in_1", 42, "a", to, to.AddDate(0, 1, 0), 1, 1, false),
-		Key("in_1", 42, "a", from, to, 2, 1, false),
-		Key("in_1", 42, "a", from, to, 1, 2, false),
-		Key("in_1", 42, "a", from, to, 1, 1, true),
+		Key("in_1", 42, "a", from, to, 1, 1),
+		Key("in_2", 42, "a", from, to, 1, 1),
+		Key("in_1", 43, "a", from, to, 1, 1),
+		Key("in_1", 42, "b", from, to, 1, 1),
+		Key("in_1", 42, "a", to, to.AddDate(0, 1, 0), 1, 1),
+		Key("in_1", 42, "a", from, to, 2, 1),
+		Key("in_1", 42, "a", from, to, 1, 2),
+		Key("in_1", 42, "a", from, to, 1, 1<<40),
 	} {
 		if keys[k] {
 			t.Errorf("key %q repeats for different lines", k)
 		}
 		keys[k] = true
 	}
-	first, second := Key("in_1", 42, "a", from, to, 1, 1, false), Key("in_1", 42, "a", from, to, 1, 1, false)
+	first, second := Key("in_1", 42, "a", from, to, 1, 1), Key("in_1", 42, "a", from, to, 1, 1)
 	if first != second {
 		t.Error("key is not deterministic")
 	}

@@ -39,7 +39,10 @@ type Error struct {
 	Type      string
 	Code      string
 	RequestID string
-	Err       error
+	// Replayed is true when Stripe answered with a result it stored earlier under the same
+	// idempotency key (the Idempotent-Replayed header).
+	Replayed bool
+	Err      error
 }
 
 func (e *Error) Error() string {
@@ -187,7 +190,8 @@ func wrap(op string, err error) error {
 	}
 	var se *stripe.Error
 	if errors.As(err, &se) {
-		return &Error{Op: op, Status: se.HTTPStatusCode, Type: string(se.Type), Code: string(se.Code), RequestID: se.RequestID, Err: err}
+		replayed := se.LastResponse != nil && se.LastResponse.Header.Get("Idempotent-Replayed") == "true"
+		return &Error{Op: op, Status: se.HTTPStatusCode, Type: string(se.Type), Code: string(se.Code), RequestID: se.RequestID, Replayed: replayed, Err: err}
 	}
 	return &Error{Op: op, Err: err}
 }

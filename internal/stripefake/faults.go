@@ -34,7 +34,8 @@ type Fault struct {
 	AfterApply bool
 	// Stored makes a fault without AfterApply go through idempotency handling: the work is not
 	// done, but the answer is stored under the request's key and replayed for the key's life,
-	// as Stripe does with a failure once "the endpoint started executing".
+	// as Stripe does with a failure once "the endpoint started executing". A request whose key
+	// is replayed or still in flight never reaches the endpoint and does not use the fault up.
 	Stored bool
 	// Code overrides the error code of the answer, e.g. "lock_timeout" for a 429.
 	Code string
@@ -66,6 +67,15 @@ func (s *Server) takeFault(method, path string, afterApply bool) (Fault, bool) {
 		return *f, true
 	}
 	return Fault{}, false
+}
+
+// giveBack returns one use of a fault taken by a request that never reached
+// the endpoint (its key was replayed or in flight), at the front of the queue.
+func (s *Server) giveBack(f Fault) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f.Times = 1
+	s.faults = append([]*Fault{&f}, s.faults...)
 }
 
 // faultResponse is the Stripe error an injected status answers with.

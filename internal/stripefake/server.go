@@ -141,6 +141,9 @@ func (s *Server) serve(r *http.Request, key string, form url.Values, formErr err
 		var started bool
 		entry, early, started = s.beginIdempotent(key, fingerprint(r.Method, r.URL.Path, form))
 		if !started {
+			if stored != nil { // a replay or a conflict never reaches the endpoint: the fault is not used
+				s.giveBack(*stored)
+			}
 			return early
 		}
 	}
