@@ -33,7 +33,7 @@ func invoiceEvent(t testing.TB, version, invoiceID, customer, status string, sta
 		"livemode": false, "metadata": map[string]string{},
 		"lines": map[string]any{"object": "list", "data": []any{}, "has_more": false},
 		"parent": map[string]any{"type": "subscription_details", "quote_details": nil,
-			"subscription_details": map[string]any{"subscription": "sub_1", "metadata": subMeta}},
+			"subscription_details": map[string]any{"subscription": "sub_" + customer, "metadata": subMeta}},
 	}
 	switch {
 	case strings.HasSuffix(version, ".clover"):
@@ -91,6 +91,10 @@ func (s *stubStripe) reset() {
 
 func (s *stubStripe) Invoice(context.Context, string) (meterbill.StripeInvoice, error) {
 	return meterbill.StripeInvoice{}, errors.New("stub: no invoices")
+}
+
+func (s *stubStripe) Subscription(_ context.Context, id string) (meterbill.StripeSubscription, error) {
+	return meterbill.StripeSubscription{ID: id, Status: "active", Start: time.Unix(1, 0)}, nil
 }
 
 func (s *stubStripe) CustomerMetadata(context.Context, string) (map[string]string, error) {

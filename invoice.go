@@ -301,12 +301,14 @@ func describeDecimal(d decimal.Decimal) string {
 // use and should return *[StripeError] for failed calls, so retries can tell transient failures
 // from permanent ones.
 //
-// It has four methods rather than the house's usual three: reading the invoice (for
-// [Handler.BillInvoice]), the customer (for [CustomerMetadataAccount]), and the items (the ledger),
-// plus the one write.
+// It has five methods rather than the house's usual three: reading the invoice (for
+// [Handler.BillInvoice]), its subscription (when its usage starts), the customer (for
+// [CustomerMetadataAccount]) and the items (the ledger), plus the one write.
 type StripeClient interface {
 	// Invoice retrieves an invoice.
 	Invoice(ctx context.Context, id string) (StripeInvoice, error)
+	// Subscription retrieves a subscription.
+	Subscription(ctx context.Context, id string) (StripeSubscription, error)
 	// CustomerMetadata retrieves a customer's metadata.
 	CustomerMetadata(ctx context.Context, id string) (map[string]string, error)
 	// InvoiceItems lists every invoice item of a customer, pending or on an invoice.
@@ -329,6 +331,19 @@ type StripeInvoice struct {
 	// a whole billing period and so may catch up periods a lost webhook left unbilled;
 	// "manual", "subscription_update" and the others never do.
 	BillingReason string
+	// Subscription is the id of the subscription that generated the invoice, "" if none.
+	Subscription string
+}
+
+// StripeSubscription is the part of a Stripe subscription meterbill reads. It is plain data.
+type StripeSubscription struct {
+	ID, Customer string
+	Status       string // "active", "trialing", "canceled", …
+	// Start is the subscription's start_date: no usage before it is billed.
+	Start time.Time
+	// TrialEnd is the end of its trial, zero without one: usage during the trial is not billed.
+	TrialEnd time.Time
+	Metadata map[string]string
 }
 
 // InvoiceItem is a Stripe invoice item. It is plain data.
@@ -411,6 +426,12 @@ func NewStripeClient(apiKey string, opts ...Option) (*StripeAPI, error) {
 func (s *StripeAPI) Invoice(ctx context.Context, id string) (StripeInvoice, error) {
 	inv, err := s.c.Invoice(ctx, id)
 	return StripeInvoice(inv), stripeError(err)
+}
+
+// Subscription implements [StripeClient].
+func (s *StripeAPI) Subscription(ctx context.Context, id string) (StripeSubscription, error) {
+	sub, err := s.c.Subscription(ctx, id)
+	return StripeSubscription(sub), stripeError(err)
 }
 
 // CustomerMetadata implements [StripeClient].
@@ -708,7 +729,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	inv := StripeInvoice{ID: wi.ID, Customer: wi.Customer, Currency: wi.Currency, Status: wi.Status,
 		PeriodStart: time.Unix(wi.PeriodStart, 0).UTC(), PeriodEnd: time.Unix(wi.PeriodEnd, 0).UTC(),
-		SubscriptionMetadata: wi.SubscriptionMetadata, BillingReason: wi.BillingReason}
+		SubscriptionMetadata: wi.SubscriptionMetadata, BillingReason: wi.BillingReason, Subscription: wi.Subscription}
 	if ev.Type != "invoice.created" {
 		h.o.logger.Debug("meterbill: webhook ignored", "event", ev.ID, "type", ev.Type)
 		w.WriteHeader(http.StatusOK)
@@ -824,6 +845,10 @@ func (c *countingStripe) Invoice(ctx context.Context, id string) (StripeInvoice,
 	return countCall(ctx, c, func(ctx context.Context) (StripeInvoice, error) { return c.StripeClient.Invoice(ctx, id) })
 }
 
+func (c *countingStripe) Subscription(ctx context.Context, id string) (StripeSubscription, error) {
+	return countCall(ctx, c, func(ctx context.Context) (StripeSubscription, error) { return c.StripeClient.Subscription(ctx, id) })
+}
+
 func (c *countingStripe) InvoiceItems(ctx context.Context, customer string) ([]InvoiceItem, error) {
 	return countCall(ctx, c, func(ctx context.Context) ([]InvoiceItem, error) { return c.StripeClient.InvoiceItems(ctx, customer) })
 }
@@ -925,6 +950,7 @@ func (h *Handler) billWith(ctx context.Context, sc StripeClient, inv StripeInvoi
 		}
 	}
 
+	start := &usageStart{h: h, sc: sc, inv: inv}
 	gens := map[string]int{} // idempotency key generation per line, moved on after Stripe stored a failure
 	fresh := 0               // 5xx answers to keys not used before, in this handling
 	for round := 1; ; round++ {
@@ -939,7 +965,7 @@ func (h *Handler) billWith(ctx context.Context, sc StripeClient, inv StripeInvoi
 		if err != nil {
 			return fail(err)
 		}
-		todo, existing, err := h.plan(ctx, inv, acct, entries)
+		todo, existing, err := h.plan(ctx, inv, acct, entries, start)
 		if err != nil {
 			return fail(err)
 		}
@@ -1061,7 +1087,7 @@ func ledgerEntries(items []InvoiceItem, account uint64) ([]ledger.Entry, error) 
 }
 
 // plan returns the lines still to create for inv, and how many of its lines already exist.
-func (h *Handler) plan(ctx context.Context, inv StripeInvoice, acct uint64, entries []ledger.Entry) ([]action, int, error) {
+func (h *Handler) plan(ctx context.Context, inv StripeInvoice, acct uint64, entries []ledger.Entry, start *usageStart) ([]action, int, error) {
 	var todo []action
 	existing := 0
 	for _, m := range h.pricer.Metrics() {
@@ -1094,7 +1120,7 @@ func (h *Handler) plan(ctx context.Context, inv StripeInvoice, acct uint64, entr
 		if err != nil {
 			return nil, 0, err
 		}
-		early, err := h.planCatchUp(ctx, inv, acct, m, spec, usage, covered)
+		early, err := h.planCatchUp(ctx, inv, acct, m, spec, covered, start)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -1190,33 +1216,25 @@ func (h *Handler) priceRuns(ctx context.Context, inv StripeInvoice, acct uint64,
 }
 
 // planCatchUp plans the buckets before the invoice's window that were never billed (a webhook
-// that never arrived, an endpoint down past Stripe's retries): whole periods back to the
-// lookback horizon, and never before the first bucket billed for this account and metric, since
-// usage from before the customer was billed is not theirs to pay. Each missed billing period gets
-// its own line (or one
-// per tier), priced as its own invoice would have priced it: the periods are found by stepping
-// back from period_start by the invoice's own length (whole months for a monthly invoice), so a
-// Calendar metric gets one line per missed month and a Day metric one line per missed month of
-// days, with tiers and included units applied per period, never across periods.
-func (h *Handler) planCatchUp(ctx context.Context, inv StripeInvoice, acct uint64, m Metric, spec period.Spec, usage []ledger.Entry, covered [][2]int64) ([]action, error) {
+// that never arrived, an invoice finalized before it was billed, an endpoint down past Stripe's
+// retries): whole periods back to the lookback horizon, and never before the subscription's
+// usage began (its start, or the end of its trial), since usage from before that is not the
+// customer's to pay. Whether a bucket is owed never depends on what else the ledger holds: a
+// period with no items is looked up in the meter like any other, and one with no usage costs
+// nothing. Each missed billing period gets its own line (or one per tier), priced as its own
+// invoice would have priced it: the periods are found by stepping back from period_start by the
+// invoice's own length (whole months for a monthly invoice), so a Calendar metric gets one line
+// per missed month and a Day metric one line per missed month of days, with tiers and included
+// units applied per period, never across periods.
+func (h *Handler) planCatchUp(ctx context.Context, inv StripeInvoice, acct uint64, m Metric, spec period.Spec, covered [][2]int64, start *usageStart) ([]action, error) {
 	// Only a renewal covers a whole billing period and may speak for the periods before it: a
 	// manual, prorated or zero-length invoice would step back in its own odd lengths (pricing a
 	// missed month in fragments) or reach into the cycle still running.
-	if h.o.lookback == 0 || len(usage) == 0 || inv.BillingReason != "subscription_cycle" {
+	if h.o.lookback == 0 || inv.BillingReason != "subscription_cycle" {
 		return nil, nil
 	}
-	earliest := usage[0].From
-	for _, e := range usage[1:] {
-		if e.From.Before(earliest) {
-			earliest = e.From
-		}
-	}
 	horizon := inv.PeriodStart.Add(-h.o.lookback)
-	first := spec.ID(horizon.UnixNano())
-	if spec.Start(first) < horizon.UnixNano() {
-		first++ // a bucket that began before the horizon is not a whole bucket within it
-	}
-	billedFrom := spec.ID(earliest.UnixNano())  // the first bucket ever billed: none before it is owed
+	first := firstBucketFrom(spec, horizon)
 	next := spec.ID(inv.PeriodStart.UnixNano()) // it ends after period_start: the window's
 	if next == 0 || first > next-1 {
 		return nil, nil
@@ -1226,23 +1244,87 @@ func (h *Handler) planCatchUp(ctx context.Context, inv StripeInvoice, acct uint6
 	for i := 1; ; i++ {
 		from, to := back(i), back(i-1)
 		// Only whole periods: one the horizon cuts could not be priced as its invoice would
-		// have. A period that began before billing did is billed from its first billed bucket on.
-		run, ok := ledger.Billable(spec, from.UnixNano(), to.UnixNano())
-		ok = ok && run.Last >= billedFrom
-		if ok {
-			run.First = max(run.First, billedFrom)
-		}
-		if ok && run.First >= first {
+		// have.
+		if run, ok := ledger.Billable(spec, from.UnixNano(), to.UnixNano()); ok && run.First >= first {
 			priced, err := h.priceRuns(ctx, inv, acct, m, ledger.Uncovered(spec, run, covered), true)
 			if err != nil {
 				return nil, err
 			}
+			if len(priced) > 0 {
+				// Owed only from the subscription's start on: asked of Stripe only now, when
+				// there is something to bill, so a renewal with nothing missed costs no request.
+				begin, err := start.get(ctx)
+				if err != nil {
+					return nil, err
+				}
+				if b := firstBucketFrom(spec, begin); b > run.First {
+					run.First = b
+					priced = nil
+					if run.First <= run.Last {
+						if priced, err = h.priceRuns(ctx, inv, acct, m, ledger.Uncovered(spec, run, covered), true); err != nil {
+							return nil, err
+						}
+					}
+				}
+			}
 			todo = append(todo, priced...)
 		}
-		if !from.After(unixUTC(spec.Start(max(first, billedFrom)))) {
+		if !from.After(unixUTC(spec.Start(first))) {
 			return todo, nil
 		}
 	}
+}
+
+// firstBucketFrom returns the first bucket of spec that starts at or after t.
+func firstBucketFrom(s period.Spec, t time.Time) uint32 {
+	id := s.ID(t.UnixNano())
+	if s.Start(id) < t.UnixNano() {
+		id++
+	}
+	return id
+}
+
+// usageStart is when an invoice's subscription began to bill usage: its start, or the end of
+// its trial. It is read from Stripe at most once per handling, and only when needed.
+type usageStart struct {
+	h    *Handler
+	sc   StripeClient
+	inv  StripeInvoice
+	done bool
+	at   time.Time
+	err  error
+}
+
+// never is a start no usage reaches: catch-up then bills nothing.
+var never = maxTime
+
+func (u *usageStart) get(ctx context.Context) (time.Time, error) {
+	if u.done {
+		return u.at, u.err
+	}
+	u.done = true
+	if u.inv.Subscription == "" {
+		u.at = never
+		return u.at, nil
+	}
+	sub, err := retry(ctx, u.h, func() (StripeSubscription, error) { return u.sc.Subscription(ctx, u.inv.Subscription) })
+	var se *StripeError
+	switch {
+	case errors.As(err, &se) && se.Status == http.StatusNotFound:
+		// Without its subscription nobody can tell where the customer's usage begins: bill
+		// nothing before the invoice's own window, and say so.
+		u.h.o.logger.Error("meterbill: subscription not found; periods before the invoice are not caught up",
+			"invoice", u.inv.ID, "subscription", u.inv.Subscription, "err", err)
+		u.at = never
+	case err != nil:
+		u.err = fmt.Errorf("subscription %s: %w", u.inv.Subscription, err)
+	default:
+		u.at = sub.Start
+		if sub.TrialEnd.After(u.at) {
+			u.at = sub.TrialEnd
+		}
+	}
+	return u.at, u.err
 }
 
 // periodStepper returns the start of the billing period i periods before [start, end): whole
@@ -1485,6 +1567,13 @@ func (s observedStripe) Invoice(ctx context.Context, id string) (StripeInvoice, 
 	inv, err := s.StripeClient.Invoice(ctx, id)
 	s.observe("invoice", start, err)
 	return inv, err
+}
+
+func (s observedStripe) Subscription(ctx context.Context, id string) (StripeSubscription, error) {
+	start := time.Now()
+	sub, err := s.StripeClient.Subscription(ctx, id)
+	s.observe("subscription", start, err)
+	return sub, err
 }
 
 func (s observedStripe) CustomerMetadata(ctx context.Context, id string) (map[string]string, error) {

@@ -111,3 +111,125 @@ func TestPendingLinesShareTheKeyOfTheirRun(t *testing.T) {
 		}
 	}
 }
+
+// TestCatchUpNeedsNoHistory: which earlier periods a renewal owes depends on the subscription
+// (its start, or its trial's end) and the lookback horizon, never on whether the ledger holds
+// an item already: a first renewal that never arrived, a metric first used in the missed month,
+// a first invoice that arrived finalized and a month without usage are all caught up, and usage
+// from before the subscription or during its trial never is.
+func TestCatchUpNeedsNoHistory(t *testing.T) {
+	catchUp := func(from time.Time) string { return " (" + from.Format(time.DateOnly) + ", not billed before)" }
+	type invoice struct {
+		id         string
+		start, end time.Time
+		status     string // "" when its webhook never arrived
+	}
+	tests := []struct {
+		name          string
+		start, trial  time.Time // the subscription's start and trial end
+		usage         func(b *bridge)
+		earlier       []invoice
+		last          [2]time.Time
+		wantLastItems []itemView
+	}{
+		{
+			name:  "the first renewal's webhook never arrived: the next renewal bills its month, not the free tier before",
+			start: date(2026, 3, 1),
+			usage: func(b *bridge) { b.record(t, 42, date(2026, 1, 1), date(2026, 5, 1), 100, "40") },
+			earlier: []invoice{
+				{id: "in_mar", start: date(2026, 3, 1), end: date(2026, 4, 1)},
+			},
+			last: [2]time.Time{date(2026, 4, 1), date(2026, 5, 1)},
+			wantLastItems: concat(
+				monthLines("in_last", date(2026, 4, 1), date(2026, 5, 1), ""),
+				monthLines("in_last", date(2026, 3, 1), date(2026, 4, 1), catchUp(date(2026, 3, 1))),
+			),
+		},
+		{
+			name:  "a metric first used in the missed month, while another was billed before",
+			start: date(2026, 2, 1),
+			usage: func(b *bridge) {
+				b.record(t, 42, date(2026, 2, 1), date(2026, 3, 1), 100, "")
+				b.record(t, 42, date(2026, 3, 1), date(2026, 5, 1), 100, "40")
+			},
+			earlier: []invoice{
+				{id: "in_feb", start: date(2026, 2, 1), end: date(2026, 3, 1), status: "draft"},
+				{id: "in_mar", start: date(2026, 3, 1), end: date(2026, 4, 1)},
+			},
+			last: [2]time.Time{date(2026, 4, 1), date(2026, 5, 1)},
+			wantLastItems: concat(
+				monthLines("in_last", date(2026, 4, 1), date(2026, 5, 1), ""),
+				monthLines("in_last", date(2026, 3, 1), date(2026, 4, 1), catchUp(date(2026, 3, 1))),
+			),
+		},
+		{
+			name:  "the first metered invoice arrived finalized",
+			start: date(2026, 3, 1),
+			usage: func(b *bridge) { b.record(t, 42, date(2026, 3, 1), date(2026, 5, 1), 100, "40") },
+			earlier: []invoice{
+				{id: "in_mar", start: date(2026, 3, 1), end: date(2026, 4, 1), status: "open"},
+			},
+			last: [2]time.Time{date(2026, 4, 1), date(2026, 5, 1)},
+			wantLastItems: concat(
+				monthLines("in_last", date(2026, 4, 1), date(2026, 5, 1), ""),
+				monthLines("in_last", date(2026, 3, 1), date(2026, 4, 1), catchUp(date(2026, 3, 1))),
+			),
+		},
+		{
+			name:  "a month without usage, then a missed month: the missed month is caught up",
+			start: date(2026, 1, 1),
+			usage: func(b *bridge) { b.record(t, 42, date(2026, 2, 1), date(2026, 4, 1), 100, "40") },
+			earlier: []invoice{
+				{id: "in_jan", start: date(2026, 1, 1), end: date(2026, 2, 1), status: "draft"},
+				{id: "in_feb", start: date(2026, 2, 1), end: date(2026, 3, 1)},
+			},
+			last: [2]time.Time{date(2026, 3, 1), date(2026, 4, 1)},
+			wantLastItems: concat(
+				monthLines("in_last", date(2026, 3, 1), date(2026, 4, 1), ""),
+				monthLines("in_last", date(2026, 2, 1), date(2026, 3, 1), catchUp(date(2026, 2, 1))),
+			),
+		},
+		{
+			name:  "usage during the trial is not caught up",
+			start: date(2026, 2, 1), trial: date(2026, 3, 1),
+			usage: func(b *bridge) { b.record(t, 42, date(2026, 2, 1), date(2026, 4, 1), 100, "40") },
+			earlier: []invoice{
+				{id: "in_feb", start: date(2026, 2, 1), end: date(2026, 3, 1)},
+			},
+			last:          [2]time.Time{date(2026, 3, 1), date(2026, 4, 1)},
+			wantLastItems: monthLines("in_last", date(2026, 3, 1), date(2026, 4, 1), ""),
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := newBridge(t, billPlan)
+			sub := stripefake.Subscription{ID: "sub_cus_a", Customer: "cus_a", StartDate: tt.start.Unix()}
+			if !tt.trial.IsZero() {
+				sub.TrialEnd = tt.trial.Unix()
+			}
+			b.stripe.AddSubscription(sub)
+			tt.usage(b)
+			for _, e := range tt.earlier {
+				status := e.status
+				if status == "" {
+					status = "draft" // created, and its webhook lost
+				}
+				inv := b.invoice(e.id, "cus_a", 42, status, e.start, e.end)
+				if e.status != "" {
+					if got := b.deliver(t, inv, e.status); got != 200 {
+						t.Fatalf("%s: status %d", e.id, got)
+					}
+				}
+			}
+			inv := b.invoice("in_last", "cus_a", 42, "draft", tt.last[0], tt.last[1])
+			for range 2 { // a redelivery adds nothing
+				if got := b.deliver(t, inv, "draft"); got != 200 {
+					t.Fatalf("status %d: %v", got, b.lastReport().Err)
+				}
+			}
+			if diff := cmp.Diff(sortViews(tt.wantLastItems), view(b.stripe.InvoiceItems("in_last"))); diff != "" {
+				t.Errorf("items of the last invoice (-want +got):\n%s", diff)
+			}
+		})
+	}
+}

@@ -21,6 +21,14 @@ type Invoice struct {
 	PeriodStart, PeriodEnd         time.Time
 	SubscriptionMetadata           map[string]string
 	BillingReason                  string
+	Subscription                   string
+}
+
+// Subscription is the part of a Stripe subscription meterbill reads.
+type Subscription struct {
+	ID, Customer, Status string
+	Start, TrialEnd      time.Time // TrialEnd is zero without a trial
+	Metadata             map[string]string
 }
 
 // Item is an invoice item. PeriodEnd is exclusive here; Stripe's is inclusive, so the adapter
@@ -115,6 +123,25 @@ func (c *Client) Invoice(ctx context.Context, id string) (Invoice, error) {
 	}
 	if inv.Parent != nil && inv.Parent.SubscriptionDetails != nil {
 		out.SubscriptionMetadata = inv.Parent.SubscriptionDetails.Metadata
+		if inv.Parent.SubscriptionDetails.Subscription != nil {
+			out.Subscription = inv.Parent.SubscriptionDetails.Subscription.ID
+		}
+	}
+	return out, nil
+}
+
+// Subscription retrieves a subscription.
+func (c *Client) Subscription(ctx context.Context, id string) (Subscription, error) {
+	sub, err := c.sc.V1Subscriptions.Retrieve(ctx, id, nil)
+	if err != nil {
+		return Subscription{}, wrap("retrieve subscription", err)
+	}
+	out := Subscription{ID: sub.ID, Status: string(sub.Status), Start: time.Unix(sub.StartDate, 0).UTC(), Metadata: sub.Metadata}
+	if sub.Customer != nil {
+		out.Customer = sub.Customer.ID
+	}
+	if sub.TrialEnd != 0 {
+		out.TrialEnd = time.Unix(sub.TrialEnd, 0).UTC()
 	}
 	return out, nil
 }

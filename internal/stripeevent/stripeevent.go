@@ -64,6 +64,7 @@ type Invoice struct {
 	PeriodStart, PeriodEnd         int64 // Unix seconds
 	SubscriptionMetadata           map[string]string
 	BillingReason                  string // "subscription_cycle", "manual", ...; "" if absent
+	Subscription                   string // the subscription's id; "" for an invoice without one
 }
 
 // The JSON shapes. These fields are the same in the basil, clover and dahlia API versions, so
@@ -89,7 +90,8 @@ type wireInvoice struct {
 	BillingReason string `json:"billing_reason"`
 	Parent        *struct {
 		SubscriptionDetails *struct {
-			Metadata map[string]string `json:"metadata"`
+			Metadata     map[string]string `json:"metadata"`
+			Subscription json.RawMessage   `json:"subscription"` // an id, or an object when expanded
 		} `json:"subscription_details"`
 	} `json:"parent"`
 }
@@ -113,16 +115,10 @@ func Decode(payload []byte) (Event, Invoice, error) {
 		return ev, Invoice{}, fmt.Errorf("%w: invoice: %w", ErrMalformed, err)
 	}
 	inv := Invoice{ID: wi.ID, Currency: strings.ToLower(wi.Currency), Status: wi.Status, PeriodStart: wi.PeriodStart, PeriodEnd: wi.PeriodEnd, BillingReason: wi.BillingReason}
-	if err := json.Unmarshal(wi.Customer, &inv.Customer); err != nil {
-		var expanded struct {
-			ID string `json:"id"`
-		}
-		if json.Unmarshal(wi.Customer, &expanded) == nil {
-			inv.Customer = expanded.ID
-		}
-	}
+	inv.Customer = idOf(wi.Customer)
 	if wi.Parent != nil && wi.Parent.SubscriptionDetails != nil {
 		inv.SubscriptionMetadata = wi.Parent.SubscriptionDetails.Metadata
+		inv.Subscription = idOf(wi.Parent.SubscriptionDetails.Subscription)
 	}
 	switch {
 	case wi.Object != "invoice" || inv.ID == "":
@@ -137,4 +133,17 @@ func Decode(payload []byte) (Event, Invoice, error) {
 		return ev, inv, fmt.Errorf("%w: invoice %.40q has period [%d, %d)", ErrMalformed, inv.ID, inv.PeriodStart, inv.PeriodEnd)
 	}
 	return ev, inv, nil
+}
+
+// idOf reads an expandable field: an id, or an object with an id. Anything else is "".
+func idOf(raw json.RawMessage) string {
+	var id string
+	if json.Unmarshal(raw, &id) == nil {
+		return id
+	}
+	var expanded struct {
+		ID string `json:"id"`
+	}
+	_ = json.Unmarshal(raw, &expanded)
+	return expanded.ID
 }

@@ -11,7 +11,8 @@
 //
 // What it models:
 //
-//   - GET /v1/customers/{id} and GET /v1/invoices/{id};
+//   - GET /v1/customers/{id}, GET /v1/invoices/{id} and
+//     GET /v1/subscriptions/{id} (start date, trial end, status, metadata);
 //   - POST /v1/invoiceitems with Stripe's validation of the parameters the
 //     fake knows (customer, invoice, currency, amount or unit_amount_decimal
 //     and quantity, description, period, metadata, discountable, expand);
@@ -30,8 +31,8 @@
 // What it does not model: taxes, discounts, prices and products, invoice
 // totals and invoice lines (an invoice's lines list is always empty),
 // finalization, payment or any other invoice life cycle beyond
-// Server.SetInvoiceStatus, subscriptions beyond the id and metadata shown on an
-// invoice, updates and deletes, connected accounts, live mode, webhooks and
+// Server.SetInvoiceStatus, subscriptions beyond what Server.AddSubscription
+// sets, updates and deletes, connected accounts, live mode, webhooks and
 // events. Parameters Stripe accepts but the fake does not model are rejected
 // with a 400 so that a test never silently relies on them.
 package stripefake

@@ -190,6 +190,29 @@ func renderInvoice(inv *Invoice) invoiceJSON {
 	return out
 }
 
+// subscriptionJSON is a subscription object, with the fields the fake models.
+type subscriptionJSON struct {
+	ID        string             `json:"id"`
+	Object    string             `json:"object"`
+	Customer  string             `json:"customer"`
+	Items     listJSON[struct{}] `json:"items"`
+	Livemode  bool               `json:"livemode"`
+	Metadata  map[string]string  `json:"metadata"`
+	StartDate int64              `json:"start_date"`
+	Status    string             `json:"status"`
+	TrialEnd  *int64             `json:"trial_end"`
+}
+
+func renderSubscription(sub *Subscription) subscriptionJSON {
+	out := subscriptionJSON{ID: sub.ID, Object: "subscription", Customer: sub.Customer,
+		Items:    newList[struct{}](nil, false, "/v1/subscription_items?subscription="+sub.ID),
+		Metadata: cloneMap(sub.Metadata), StartDate: sub.StartDate, Status: sub.Status}
+	if sub.TrialEnd != 0 {
+		out.TrialEnd = &sub.TrialEnd
+	}
+	return out
+}
+
 // itemJSON is an invoice item object.
 type itemJSON struct {
 	ID           string            `json:"id"`

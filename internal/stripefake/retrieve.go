@@ -43,3 +43,17 @@ func (s *Server) retrieveItem(id string, form url.Values) response {
 	}
 	return okJSON(renderItem(it))
 }
+
+// retrieveSubscription serves GET /v1/subscriptions/{id}.
+func (s *Server) retrieveSubscription(id string, form url.Values) response {
+	if res, ok := onlyExpand(form); !ok {
+		return res
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sub, ok := s.subscriptions[id]
+	if !ok {
+		return notFound("subscription", id)
+	}
+	return okJSON(renderSubscription(sub))
+}

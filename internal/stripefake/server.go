@@ -33,28 +33,30 @@ type Server struct {
 	closing   chan struct{}
 	closeOnce sync.Once
 
-	mu        sync.Mutex
-	now       time.Time
-	customers map[string]map[string]string
-	invoices  map[string]*Invoice
-	items     []*itemRecord // in creation order
-	itemByID  map[string]*itemRecord
-	keys      map[string]*idemEntry
-	faults    []*Fault
-	requests  []Request
-	lastItem  int64
-	lastReq   int64
+	mu            sync.Mutex
+	now           time.Time
+	customers     map[string]map[string]string
+	invoices      map[string]*Invoice
+	subscriptions map[string]*Subscription
+	items         []*itemRecord // in creation order
+	itemByID      map[string]*itemRecord
+	keys          map[string]*idemEntry
+	faults        []*Fault
+	requests      []Request
+	lastItem      int64
+	lastReq       int64
 }
 
 // New starts a fake on a loopback address. The caller must Close it.
 func New() *Server {
 	s := &Server{
-		closing:   make(chan struct{}),
-		now:       epoch,
-		customers: map[string]map[string]string{},
-		invoices:  map[string]*Invoice{},
-		itemByID:  map[string]*itemRecord{},
-		keys:      map[string]*idemEntry{},
+		closing:       make(chan struct{}),
+		now:           epoch,
+		customers:     map[string]map[string]string{},
+		invoices:      map[string]*Invoice{},
+		subscriptions: map[string]*Subscription{},
+		itemByID:      map[string]*itemRecord{},
+		keys:          map[string]*idemEntry{},
 	}
 	s.ts = httptest.NewServer(http.HandlerFunc(s.handle))
 	s.URL = s.ts.URL
@@ -193,6 +195,9 @@ func (s *Server) route(method, path string) handler {
 	}
 	if id, ok := pathID(path, "/v1/invoices/"); ok {
 		return func(form url.Values, _ string) response { return s.retrieveInvoice(id, form) }
+	}
+	if id, ok := pathID(path, "/v1/subscriptions/"); ok {
+		return func(form url.Values, _ string) response { return s.retrieveSubscription(id, form) }
 	}
 	return nil
 }

@@ -21,6 +21,15 @@ type Invoice struct {
 	Livemode             bool
 }
 
+// Subscription is a subscription the fake knows, as set up by AddSubscription.
+type Subscription struct {
+	ID, Customer string
+	Status       string // "active" when empty
+	// StartDate is the subscription's start_date; TrialEnd its trial_end, 0 without a trial.
+	StartDate, TrialEnd int64
+	Metadata            map[string]string
+}
+
 // Item is an invoice item the fake holds.
 type Item struct {
 	ID, Customer, Invoice  string // Invoice is "" while the item is pending
@@ -71,6 +80,29 @@ func (s *Server) AddInvoice(inv Invoice) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.invoices[inv.ID] = &inv
+}
+
+// AddSubscription adds a subscription, or replaces an existing one with the
+// same ID. An empty Status means "active".
+func (s *Server) AddSubscription(sub Subscription) {
+	if sub.ID == "" {
+		panic("stripefake: AddSubscription with an empty ID")
+	}
+	if sub.Status == "" {
+		sub.Status = "active"
+	}
+	sub.Metadata = cloneMap(sub.Metadata)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.subscriptions[sub.ID] = &sub
+}
+
+// HasSubscription reports whether the fake knows a subscription.
+func (s *Server) HasSubscription(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.subscriptions[id]
+	return ok
 }
 
 // SetInvoiceStatus changes an invoice's status, for example to "open" to model
