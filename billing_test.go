@@ -242,13 +242,14 @@ func TestBillingExactlyOnce(t *testing.T) {
 			run: func(t *testing.T, b *bridge) []stripefake.Item {
 				inv := b.invoice("in_mar", "cus_a", 42, "draft", date(2026, 3, 1), date(2026, 4, 1))
 				// Two lines go through, then Stripe refuses the third; the invoice is still a draft.
+				// The fourth is still created: one refused line blocks nothing else.
 				b.stripe.Inject(stripefake.Fault{Method: http.MethodPost, Path: "/v1/invoiceitems", Status: 0, Times: 2})
 				b.stripe.Inject(stripefake.Fault{Method: http.MethodPost, Path: "/v1/invoiceitems", Status: 402, Times: 1})
 				if got := b.deliver(t, inv, "draft"); got != 500 {
 					t.Fatalf("cut-short delivery answered %d, want 500 so Stripe redelivers", got)
 				}
-				if n := len(b.stripe.Items("cus_a")); n != 2 {
-					t.Fatalf("%d items after the cut, want 2", n)
+				if n := len(b.stripe.Items("cus_a")); n != 3 {
+					t.Fatalf("%d items after the cut, want 3", n)
 				}
 				b.record(t, 42, date(2026, 3, 10), date(2026, 3, 11), 0, "500") // usage grew meanwhile
 				if got := b.deliver(t, inv, "draft"); got != 200 {

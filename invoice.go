@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,7 +35,21 @@ var (
 	ErrNoPrice = errors.New("meterbill: no price")
 	// ErrAmountOverflow reports an amount that does not fit in int64 minor units.
 	ErrAmountOverflow = errors.New("meterbill: amount overflows int64 minor units")
+	// ErrAmountOverLimit reports a line whose amount is over [MaxItemAmount]. The line is not
+	// sent to Stripe; the rest of the invoice is billed, and the line is reported (see
+	// [Report].Refused).
+	ErrAmountOverLimit = errors.New("meterbill: line amount over Stripe's per-item limit")
+	// ErrLineRefused reports lines Stripe refused for good (a 4xx other than the invoice being
+	// finalized), or over [MaxItemAmount]. The handler creates every other line and answers
+	// 500 while a line of the invoice's own window is refused.
+	ErrLineRefused = errors.New("meterbill: invoice line refused")
 )
+
+// MaxItemAmount is the largest amount, in minor units, meterbill puts on one invoice item:
+// Stripe documents amounts of up to eight digits (99999999, $999,999.99 in USD), and a charge
+// above it cannot be collected. A line over it is refused with [ErrAmountOverLimit] before
+// any request, so the rest of the invoice is billed.
+const MaxItemAmount = 99_999_999
 
 // maxPriceDecimals is the precision Stripe accepts in unit_amount_decimal.
 const maxPriceDecimals = 12
@@ -517,11 +532,23 @@ type Report struct {
 	Created []InvoiceItem
 	// Existing counts meterbill's items already on Stripe for the buckets this invoice bills.
 	Existing int
+	// Refused lists the lines not billed: refused by Stripe for good, or over [MaxItemAmount].
+	// Every other line was created. A refused line of the invoice's own window makes the
+	// outcome [OutcomeFailed] (so Stripe redelivers, and the refusal is seen); one caught up
+	// from an earlier period, or a late-usage adjustment, does not hold this invoice back: it
+	// is reported on every invoice that plans it, within the lookback.
+	Refused []RefusedLine
 	// StripeRequests counts the HTTP requests made to Stripe: every page of a list and every
 	// retry included. A custom [StripeClient] is counted one request a call.
 	StripeRequests int
 	// Err is the failure, for OutcomeFailed.
 	Err error
+}
+
+// RefusedLine is a line that was not billed, and why. It is plain data.
+type RefusedLine struct {
+	Item InvoiceItem
+	Err  error
 }
 
 // maxFreshFailures bounds the 5xx answers one handling may provoke under keys not used before.
@@ -792,6 +819,7 @@ func (h *Handler) report(rep *Report) {
 	count(h.o.observer, LinesCreated, len(rep.Created)-pending)
 	count(h.o.observer, LinesPending, pending)
 	count(h.o.observer, LinesExisting, rep.Existing)
+	count(h.o.observer, LinesRefused, len(rep.Refused))
 	if h.o.reportHook != nil {
 		h.o.reportHook(rep)
 	}
@@ -953,6 +981,8 @@ func (h *Handler) billWith(ctx context.Context, sc StripeClient, inv StripeInvoi
 	start := &usageStart{h: h, sc: sc, inv: inv}
 	gens := map[string]int{} // idempotency key generation per line, moved on after Stripe stored a failure
 	fresh := 0               // 5xx answers to keys not used before, in this handling
+	refused := map[string]bool{}
+	ownRefused := 0 // refused lines of the invoice's own window
 	for round := 1; ; round++ {
 		if err := ctx.Err(); err != nil {
 			return fail(err)
@@ -970,8 +1000,12 @@ func (h *Handler) billWith(ctx context.Context, sc StripeClient, inv StripeInvoi
 			return fail(err)
 		}
 		rep.Existing = existing
+		todo = slices.DeleteFunc(todo, func(a action) bool { return refused[a.key(inv.Customer, acct, 1)] })
 		if len(todo) == 0 {
 			switch {
+			case ownRefused > 0:
+				rep.Outcome = OutcomeFailed
+				rep.Err = fmt.Errorf("meterbill: invoice %s: %w: %d of its lines not billed", inv.ID, ErrLineRefused, ownRefused)
 			case len(rep.Created) > 0 && pending:
 				rep.Outcome = OutcomePending
 			case len(rep.Created) > 0:
@@ -986,17 +1020,33 @@ func (h *Handler) billWith(ctx context.Context, sc StripeClient, inv StripeInvoi
 		reread := false
 		for _, a := range todo {
 			var err error
-			if reread, err = h.create(ctx, sc, inv, acct, a, &pending, gens, &fresh, rep); err != nil {
+			reread, err = h.create(ctx, sc, inv, acct, a, &pending, gens, &fresh, rep)
+			var ref *refusal
+			switch {
+			case errors.As(err, &ref):
+				// Refused for good: bill everything else, and say so loudly.
+				refused[a.key(inv.Customer, acct, 1)] = true
+				if !a.catchUp && a.base == nil {
+					ownRefused++
+				}
+				rep.Refused = append(rep.Refused, RefusedLine{Item: ref.item, Err: ref.err})
+				h.o.logger.Error("meterbill: invoice line refused; its usage is not billed", "invoice", inv.ID,
+					"customer", inv.Customer, "account", acct, "metric", a.metric.Code, "from", a.from, "to", a.to,
+					"amount", a.line.Amount, "err", ref.err)
+			case err != nil:
 				return fail(err)
 			}
 			if reread {
 				break
 			}
 		}
-		if !reread { // every line created: no need to read the ledger again
+		if !reread && ownRefused == 0 { // every line created: no need to read the ledger again
 			rep.Outcome = OutcomeBilled
 			if pending {
 				rep.Outcome = OutcomePending
+			}
+			if len(rep.Created) == 0 {
+				rep.Outcome = OutcomeNothingToBill
 			}
 			return rep
 		}
@@ -1012,6 +1062,10 @@ func (h *Handler) billWith(ctx context.Context, sc StripeClient, inv StripeInvoi
 // with other ones), or the invoice was finalized meanwhile (*pending is then set).
 func (h *Handler) create(ctx context.Context, sc StripeClient, inv StripeInvoice, acct uint64, a action, pending *bool, gens map[string]int, fresh *int, rep *Report) (reread bool, err error) {
 	base := a.key(inv.Customer, acct, 1)
+	if a.line.Amount > MaxItemAmount || a.line.Amount < -MaxItemAmount {
+		return false, &refusal{item: h.item(inv, acct, a, *pending),
+			err: fmt.Errorf("%w: %d minor units of %s, the limit is %d", ErrAmountOverLimit, a.line.Amount, a.metric.Code, MaxItemAmount)}
+	}
 	for {
 		item := h.item(inv, acct, a, *pending)
 		key := a.key(inv.Customer, acct, max(gens[base], 1))
@@ -1053,16 +1107,30 @@ func (h *Handler) create(ctx context.Context, sc StripeClient, inv StripeInvoice
 			// Perhaps the invoice was finalized while we worked: then the lines go to the
 			// customer's next invoice as pending items, never lost.
 			cur, gerr := retry(ctx, h, func() (StripeInvoice, error) { return sc.Invoice(ctx, inv.ID) })
-			if gerr != nil || cur.Status == "draft" {
+			if gerr != nil {
 				return false, err
+			}
+			if cur.Status == "draft" {
+				return false, &refusal{item: item, err: err}
 			}
 			*pending = true
 			return true, nil
+		case errors.As(err, &se) && se.Status >= 400 && se.Status < 500 && se.Status != http.StatusTooManyRequests:
+			return false, &refusal{item: item, err: err}
 		default:
 			return false, err
 		}
 	}
 }
+
+// refusal is a line Stripe refused for good, or one over MaxItemAmount.
+type refusal struct {
+	item InvoiceItem
+	err  error
+}
+
+func (r *refusal) Error() string { return r.err.Error() }
+func (r *refusal) Unwrap() error { return r.err }
 
 // stopRetry marks an error retry must return at once.
 type stopRetry struct{ err error }

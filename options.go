@@ -387,6 +387,10 @@ const (
 	// LinesPending counts items created as pending invoice items for the customer's next
 	// invoice, because the invoice was finalized before they could be added to it.
 	LinesPending MeasurementKind = "lines_pending"
+	// LinesRefused counts lines not billed because Stripe refused them for good, or because
+	// their amount is over the per-item limit ([ErrAmountOverLimit]). Alert on it: the usage
+	// stays unbilled until someone acts (see [Report].Refused).
+	LinesRefused MeasurementKind = "lines_refused"
 	// MeterLatency is one call to the [Meter]: Op is "define", "ingest" or "query", and Status
 	// is "ok" or "error" (a failed ingest is retried, so its errors count the retries).
 	MeterLatency MeasurementKind = "meter_latency"

@@ -6,6 +6,7 @@ package meterbill_test
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/meterbill/meterbill"
 	"github.com/meterbill/meterbill/internal/stripefake"
 )
 
@@ -231,5 +233,84 @@ func TestCatchUpNeedsNoHistory(t *testing.T) {
 				t.Errorf("items of the last invoice (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestRefusedLineBlocksNothingElse: a line that cannot be billed (over Stripe's per-item limit,
+// or refused by Stripe for good) is reported loudly and keeps its own invoice's answer non-2xx,
+// but every other line is created, and a later invoice that catches the same period up is
+// billed and answered 200.
+func TestRefusedLineBlocksNothingElse(t *testing.T) {
+	volume := meterbill.Metric{Code: "volume", Aggregation: meterbill.Sum, Period: meterbill.Calendar, CycleDay: 1}
+	prices := []meterbill.Price{billPlan[0], {Metric: volume, Description: "Volume", Currencies: map[string][]meterbill.Tier{"usd": {{Unit: "1"}}}}}
+	var mu sync.Mutex
+	refusedSeen := 0
+	b := newBridge(t, prices, meterbill.WithObserver(meterbill.ObserverFunc(func(m meterbill.Measurement) {
+		if m.Kind == meterbill.LinesRefused {
+			mu.Lock()
+			refusedSeen += m.N
+			mu.Unlock()
+		}
+	})))
+	b.record(t, 42, date(2026, 3, 1), date(2026, 5, 1), 10, "")
+	ingestAll(t, b.meter, []meterbill.Event{
+		{Account: 42, Metric: "volume", Value: meterbill.Units(200_000_000), Time: date(2026, 3, 9)}, // $2,000,000.00: over the limit
+		{Account: 42, Metric: "volume", Value: meterbill.Units(5), Time: date(2026, 4, 9)},
+	})
+	mar := b.invoice("in_mar", "cus_a", 42, "draft", date(2026, 3, 1), date(2026, 4, 1))
+	if got := b.deliver(t, mar, "draft"); got != 500 {
+		t.Errorf("March: status %d, want 500 while its volume line is refused", got)
+	}
+	rep := b.lastReport()
+	if len(rep.Refused) != 1 || !errors.Is(rep.Refused[0].Err, meterbill.ErrAmountOverLimit) || !errors.Is(rep.Err, meterbill.ErrLineRefused) ||
+		rep.Refused[0].Item.Amount != 200_000_000 {
+		t.Errorf("March's report: refused %+v, err %v; want the volume line over the limit", rep.Refused, rep.Err)
+	}
+	apr := b.invoice("in_apr", "cus_a", 42, "draft", date(2026, 4, 1), date(2026, 5, 1))
+	if got := b.deliver(t, apr, "draft"); got != 200 {
+		t.Errorf("April: status %d, want 200: March's refused line does not hold April back", got)
+	}
+	if rep := b.lastReport(); len(rep.Refused) != 1 || rep.Err != nil || rep.Outcome != meterbill.OutcomeBilled {
+		t.Errorf("April's report: outcome %q, refused %d, err %v; want billed, March's line reported again", rep.Outcome, len(rep.Refused), rep.Err)
+	}
+	want := []itemView{
+		{Invoice: "in_mar", Desc: "Requests: 310", Amount: 31, From: "2026-03-01", To: "2026-04-01", Tier: "0"},
+		{Invoice: "in_apr", Desc: "Requests: 300", Amount: 30, From: "2026-04-01", To: "2026-05-01", Tier: "0"},
+		{Invoice: "in_apr", Desc: "Volume: 5", Amount: 5, From: "2026-04-01", To: "2026-05-01", Tier: "0"},
+	}
+	if diff := cmp.Diff(sortViews(want), view(b.stripe.Items("cus_a"))); diff != "" {
+		t.Errorf("items (-want +got):\n%s", diff)
+	}
+	for _, r := range b.stripe.Requests() {
+		if r.Method == http.MethodPost && r.Form.Get("amount") == "200000000" {
+			t.Errorf("a line over the limit was sent to Stripe")
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if refusedSeen != 2 {
+		t.Errorf("observer saw %d refused lines, want 2 (one per invoice)", refusedSeen)
+	}
+}
+
+// TestStripeRefusalBlocksNothingElse: Stripe refuses the first line of an invoice for good (a
+// 400 while the invoice is a draft). The other lines are created, the answer is 500, and the
+// redelivery bills the refused line.
+func TestStripeRefusalBlocksNothingElse(t *testing.T) {
+	b := newBridge(t, billPlan)
+	b.record(t, 42, date(2026, 3, 1), date(2026, 4, 1), 100, "40")
+	inv := b.invoice("in_mar", "cus_a", 42, "draft", date(2026, 3, 1), date(2026, 4, 1))
+	b.stripe.Inject(stripefake.Fault{Method: http.MethodPost, Path: "/v1/invoiceitems", Status: 400})
+	if got := b.deliver(t, inv, "draft"); got != 500 {
+		t.Errorf("status %d, want 500 while a line is refused", got)
+	}
+	if rep := b.lastReport(); len(rep.Created) != 3 || len(rep.Refused) != 1 {
+		t.Errorf("created %d, refused %d; want 3 and 1", len(rep.Created), len(rep.Refused))
+	}
+	if got := b.deliver(t, inv, "draft"); got != 200 {
+		t.Errorf("redelivery: status %d", got)
+	}
+	if diff := cmp.Diff(marchLines("in_mar"), view(b.stripe.Items("cus_a"))); diff != "" {
+		t.Errorf("items (-want +got):\n%s", diff)
 	}
 }
