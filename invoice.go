@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"log/slog"
 	"net/http"
@@ -88,6 +89,10 @@ type Line struct {
 	// Amount is the line's total in minor units: Quantity (or Packages) × UnitPrice + FlatFee,
 	// rounded half-up to an integer once, on this line.
 	Amount int64
+	// Plan identifies the price that priced the line, so that the ledger can say which prices a
+	// run was billed at. [Plan] sets a fingerprint of the metric's price in the currency
+	// ("pl_" and 16 hex digits), which changes whenever any of its numbers does. "" if unknown.
+	Plan string
 }
 
 // PriceModel is how a price turns a quantity into an amount. The zero value is [PerUnit].
@@ -154,6 +159,7 @@ type Plan struct {
 type planPrice struct {
 	Price
 	schedules map[string]money.Schedule // by lower-case currency
+	ids       map[string]string         // Line.Plan, by lower-case currency
 }
 
 // NewPlan checks and compiles a price list. Every decimal is parsed once here, so pricing cannot
@@ -174,7 +180,7 @@ func NewPlan(prices ...Price) (*Plan, error) {
 		if pr.Description == "" {
 			pr.Description = code
 		}
-		pp := planPrice{Price: pr, schedules: make(map[string]money.Schedule, len(pr.Currencies))}
+		pp := planPrice{Price: pr, schedules: make(map[string]money.Schedule, len(pr.Currencies)), ids: make(map[string]string, len(pr.Currencies))}
 		for cur, tiers := range pr.Currencies {
 			lc := strings.ToLower(cur)
 			if !isCurrencyCode(lc) {
@@ -188,6 +194,7 @@ func NewPlan(prices ...Price) (*Plan, error) {
 				return nil, fmt.Errorf("%w: metric %q in %s: %w", ErrInvalidPlan, code, lc, err)
 			}
 			pp.schedules[lc] = s
+			pp.ids[lc] = priceID(pr, lc, s)
 		}
 		p.prices[code] = pp
 		p.metrics = append(p.metrics, pr.Metric)
@@ -223,6 +230,17 @@ func compileSchedule(pr Price, tiers []Tier) (money.Schedule, error) {
 		s.Tiers = append(s.Tiers, mt)
 	}
 	return s, s.Validate()
+}
+
+// priceID fingerprints a metric's compiled price in one currency: FNV-1a over every number that
+// decides an amount, so two plans that price alike share it and any change makes a new one.
+func priceID(pr Price, currency string, s money.Schedule) string {
+	h := fnv.New64a()
+	_, _ = fmt.Fprintf(h, "%s|%s|%d|%s|%s", pr.Metric.Code, currency, s.Model, s.Included, s.PackageSize)
+	for _, t := range s.Tiers {
+		_, _ = fmt.Fprintf(h, "|%t:%s:%s:%s", t.Unbounded, t.UpTo, t.Unit, t.Flat)
+	}
+	return fmt.Sprintf("pl_%016x", h.Sum64())
 }
 
 func parseOptional(s string, scale int32, what string) (decimal.Decimal, error) {
@@ -282,6 +300,7 @@ func (p *Plan) Price(_ context.Context, currency string, u Usage) ([]Line, error
 			UnitPrice:   ml.Unit.String(),
 			FlatFee:     ml.Flat.String(),
 			Amount:      ml.Amount,
+			Plan:        pp.ids[cur],
 		}
 		if ml.Tier > 0 {
 			l.Description = fmt.Sprintf("%s (tier %d)", pp.Description, ml.Tier)
@@ -916,8 +935,20 @@ type action struct {
 	runs     [][2]time.Time // the runs of contiguous buckets in the span, when more than one
 	quantity Value          // the usage of all of them, as priced (adjustments: billed with this line)
 	line     Line
-	catchUp  bool   // a bucket before the invoice's window that was never billed
+	catchUp  bool   // a bucket before the invoice's window that was never billed, or another invoice's run finished
 	base     *Value // adjustments: the run's quantity billed before this line
+	// run is every line of the run, as priced; recorded on each of its items so that any later
+	// handling can finish the run at these prices. nil for adjustments.
+	run []ledger.Line
+}
+
+// runRecord is what the ledger records of a run's lines.
+func runRecord(lines []Line) []ledger.Line {
+	out := make([]ledger.Line, len(lines))
+	for i, l := range lines {
+		out[i] = ledger.Line{Tier: l.Tier, Quantity: l.Quantity.String(), UnitPrice: l.UnitPrice, Amount: l.Amount}
+	}
+	return out
 }
 
 // key returns the action's idempotency key (see ledger.Key and ledger.AdjustmentKey). A line
@@ -1063,11 +1094,15 @@ func (h *Handler) billWith(ctx context.Context, sc StripeClient, inv StripeInvoi
 func (h *Handler) create(ctx context.Context, sc StripeClient, inv StripeInvoice, acct uint64, a action, pending *bool, gens map[string]int, fresh *int, rep *Report) (reread bool, err error) {
 	base := a.key(inv.Customer, acct, 1)
 	if a.line.Amount > MaxItemAmount || a.line.Amount < -MaxItemAmount {
-		return false, &refusal{item: h.item(inv, acct, a, *pending),
+		item, _ := h.item(inv, acct, a, *pending)
+		return false, &refusal{item: item,
 			err: fmt.Errorf("%w: %d minor units of %s, the limit is %d", ErrAmountOverLimit, a.line.Amount, a.metric.Code, MaxItemAmount)}
 	}
 	for {
-		item := h.item(inv, acct, a, *pending)
+		item, err := h.item(inv, acct, a, *pending)
+		if err != nil {
+			return false, &refusal{item: item, err: fmt.Errorf("%w: %w", ErrLineRefused, err)}
+		}
 		key := a.key(inv.Customer, acct, max(gens[base], 1))
 		created, err := retry(ctx, h, func() (InvoiceItem, error) {
 			it, err := sc.CreateInvoiceItem(ctx, item, key)
@@ -1192,7 +1227,11 @@ func (h *Handler) plan(ctx context.Context, inv StripeInvoice, acct uint64, entr
 		if err != nil {
 			return nil, 0, err
 		}
-		todo = append(append(append(todo, early...), window...), late...)
+		finish, err := h.planCompletion(ctx, inv, acct, m, usage)
+		if err != nil {
+			return nil, 0, err
+		}
+		todo = append(append(append(append(todo, finish...), early...), window...), late...)
 	}
 	return todo, existing, nil
 }
@@ -1202,7 +1241,6 @@ func (h *Handler) plan(ctx context.Context, inv StripeInvoice, acct uint64, entr
 func (h *Handler) planWindow(ctx context.Context, inv StripeInvoice, acct uint64, m Metric, usage []ledger.Entry, covered [][2]int64) ([]action, int, error) {
 	spec := m.spec()
 	run, ok := ledger.Billable(spec, inv.PeriodStart.UnixNano(), inv.PeriodEnd.UnixNano())
-	var todo []action
 	existing := 0
 	var winFrom, winTo int64 // empty when the invoice holds no complete bucket of m
 	if ok {
@@ -1214,36 +1252,11 @@ func (h *Handler) planWindow(ctx context.Context, inv StripeInvoice, acct uint64
 			runs[[2]int64{from, to}] = append(runs[[2]int64{from, to}], e)
 		}
 	}
-	// Runs this invoice billed before (its window's, and catch-up buckets before it): complete
-	// any whose lines were cut short (a crash between two tiers, a concurrent delivery still at
-	// work), pricing the usage recorded then so the tiers match. Runs of other invoices are
-	// never topped up: a plan changed since would otherwise add lines to a run billed in full.
-	for span, es := range runs {
+	for _, es := range runs {
 		existing += len(es)
-		if es[0].Invoice != inv.ID {
-			continue
-		}
-		qty, err := ParseValue(es[0].Quantity)
-		if err != nil {
-			return nil, 0, fmt.Errorf("ledger quantity: %w", err)
-		}
-		have := map[int]bool{}
-		for _, e := range es {
-			have[e.Tier] = true
-		}
-		from, to := unixUTC(span[0]), unixUTC(span[1])
-		lines, err := h.price(ctx, inv.Currency, Usage{Account: acct, Metric: m, Window: Period{Start: from, End: to}, Value: qty})
-		if err != nil {
-			return nil, 0, err
-		}
-		for _, l := range lines {
-			if !have[l.Tier] {
-				todo = append(todo, action{metric: m, from: from, to: to, runs: es[0].Runs, quantity: qty, line: l, catchUp: !to.After(inv.PeriodStart)})
-			}
-		}
 	}
 	if !ok {
-		return todo, existing, nil
+		return nil, existing, nil
 	}
 	// Buckets never billed, priced together: one line, or one per tier, whatever runs
 	// they form (a stretch in between may have been billed on another invoice).
@@ -1252,7 +1265,93 @@ func (h *Handler) planWindow(ctx context.Context, inv StripeInvoice, acct uint64
 	if err != nil {
 		return nil, 0, err
 	}
-	return append(todo, priced...), existing, nil
+	return priced, existing, nil
+}
+
+// planCompletion finishes runs whose lines were cut short (a crash between two tiers, a line
+// refused, a concurrent delivery still at work), so that a run is never left half billed just
+// because one of its items exists. A run that records its lines is finished from the record, at
+// the quantity and prices it started with, whichever invoice made it and whatever the plan says
+// today: this invoice's runs always, other invoices' runs back to the lookback horizon. A run
+// written before the record existed is finished only on its own invoice, priced again at the
+// quantity it recorded.
+func (h *Handler) planCompletion(ctx context.Context, inv StripeInvoice, acct uint64, m Metric, usage []ledger.Entry) ([]action, error) {
+	horizon := inv.PeriodStart.Add(-h.o.lookback)
+	var todo []action
+	done := make([]bool, len(usage))
+	for i, e := range usage {
+		if done[i] {
+			continue
+		}
+		run := []ledger.Entry{e}
+		for j := i + 1; j < len(usage); j++ {
+			if usage[j].SameRun(e) {
+				done[j] = true
+				run = append(run, usage[j])
+			}
+		}
+		own := e.Invoice == inv.ID
+		if !own && (h.o.lookback == 0 || !e.To.After(horizon)) {
+			continue
+		}
+		have := map[int]bool{}
+		var record []ledger.Line
+		recordTier := 0
+		for _, r := range run {
+			have[r.Tier] = true
+			if r.Lines != nil && (record == nil || r.Tier < recordTier) {
+				record, recordTier = r.Lines, r.Tier // the lowest tier's record: the run's first line decides
+			}
+		}
+		qty, err := ParseValue(e.Quantity)
+		if err != nil {
+			return nil, fmt.Errorf("ledger quantity: %w", err)
+		}
+		var lines []Line
+		switch {
+		case record != nil:
+			descr := h.description(ctx, inv.Currency, Usage{Account: acct, Metric: m, Window: Period{Start: e.From, End: e.To}, Value: qty})
+			for _, l := range record {
+				if have[l.Tier] {
+					continue
+				}
+				lq, err := ParseValue(l.Quantity)
+				if err != nil {
+					return nil, fmt.Errorf("ledger line quantity: %w", err)
+				}
+				d := descr
+				if l.Tier > 0 {
+					d = fmt.Sprintf("%s (tier %d)", descr, l.Tier)
+				}
+				lines = append(lines, Line{Metric: m.Code, Description: d, Currency: strings.ToLower(inv.Currency), Tier: l.Tier,
+					Quantity: lq, UnitPrice: l.UnitPrice, Amount: l.Amount, Plan: e.Plan})
+			}
+		case own:
+			priced, err := h.price(ctx, inv.Currency, Usage{Account: acct, Metric: m, Window: Period{Start: e.From, End: e.To}, Value: qty})
+			if err != nil {
+				return nil, err
+			}
+			for _, l := range priced {
+				if !have[l.Tier] {
+					lines = append(lines, l)
+				}
+			}
+		}
+		for _, l := range lines {
+			todo = append(todo, action{metric: m, from: e.From, to: e.To, runs: e.Runs, quantity: qty, line: l,
+				catchUp: !e.To.After(inv.PeriodStart), run: record})
+		}
+	}
+	return todo, nil
+}
+
+// description is the price's description of m, without a tier: what the pricer says today, or
+// the metric's code when it no longer prices it.
+func (h *Handler) description(ctx context.Context, currency string, u Usage) string {
+	if _, d, err := h.total(ctx, currency, u); err == nil && d != "" {
+		return d
+	}
+	return u.Metric.Code
 }
 
 // priceRuns prices unbilled runs of m's buckets together, as one line or one per tier, each
@@ -1273,8 +1372,9 @@ func (h *Handler) priceRuns(ctx context.Context, inv StripeInvoice, acct uint64,
 		return nil, err
 	}
 	todo := make([]action, 0, len(lines))
+	record := runRecord(lines)
 	for _, l := range lines {
-		a := action{metric: m, from: u.Window.Start, to: u.Window.End, quantity: u.Value, line: l, catchUp: catchUp}
+		a := action{metric: m, from: u.Window.Start, to: u.Window.End, quantity: u.Value, line: l, catchUp: catchUp, run: record}
 		if len(spans) > 1 {
 			a.runs = spans
 		}
@@ -1534,8 +1634,9 @@ func (h *Handler) price(ctx context.Context, currency string, u Usage) ([]Line, 
 	return lines, nil
 }
 
-// item builds the Stripe invoice item for one action, with its ledger metadata.
-func (h *Handler) item(inv StripeInvoice, acct uint64, a action, pending bool) InvoiceItem {
+// item builds the Stripe invoice item for one action, with its ledger metadata. It fails only for
+// a run with more lines than Stripe's metadata can record.
+func (h *Handler) item(inv StripeInvoice, acct uint64, a action, pending bool) (InvoiceItem, error) {
 	desc := fmt.Sprintf("%s: %s", a.line.Description, a.line.Quantity)
 	if !a.line.Packages.IsZero() {
 		desc += fmt.Sprintf(" (%s packages)", a.line.Packages)
@@ -1547,19 +1648,19 @@ func (h *Handler) item(inv StripeInvoice, acct uint64, a action, pending bool) I
 	case a.catchUp:
 		desc += fmt.Sprintf(" (%s, not billed before)", a.from.Format("2006-01-02"))
 	}
+	md, err := ledger.Encode(ledger.Entry{
+		Account: acct, Metric: a.metric.Code, Period: ledger.SpecString(a.metric.spec()), From: a.from, To: a.to, Runs: a.runs,
+		Quantity: a.quantity.String(), Tier: a.line.Tier, LineQty: a.line.Quantity.String(), UnitPrice: a.line.UnitPrice, Invoice: inv.ID,
+		Kind: kind, Base: base, Plan: a.line.Plan, Lines: a.run,
+	})
 	it := InvoiceItem{
 		Customer: inv.Customer, Invoice: inv.ID, Currency: inv.Currency, Description: desc, Amount: a.line.Amount,
-		PeriodStart: a.from, PeriodEnd: a.to,
-		Metadata: ledger.Encode(ledger.Entry{
-			Account: acct, Metric: a.metric.Code, Period: ledger.SpecString(a.metric.spec()), From: a.from, To: a.to, Runs: a.runs,
-			Quantity: a.quantity.String(), Tier: a.line.Tier, LineQty: a.line.Quantity.String(), UnitPrice: a.line.UnitPrice, Invoice: inv.ID,
-			Kind: kind, Base: base,
-		}),
+		PeriodStart: a.from, PeriodEnd: a.to, Metadata: md,
 	}
 	if pending {
 		it.Invoice = ""
 	}
-	return it
+	return it, err
 }
 
 // usageOf queries each run of buckets and merges them as the meter merges buckets: counts and

@@ -314,3 +314,114 @@ func TestStripeRefusalBlocksNothingElse(t *testing.T) {
 		t.Errorf("items (-want +got):\n%s", diff)
 	}
 }
+
+// TestUnfinishedRunIsFinishedLater: March's storage run got its first tier, then Stripe refused
+// the other two. Whatever finishes it later (a redelivery, April's renewal after March was
+// finalized, BillInvoice), it is finished once, at the quantity and prices it started with,
+// even after the plan changed.
+func TestUnfinishedRunIsFinishedLater(t *testing.T) {
+	dearer := []meterbill.Price{billPlan[0], {Metric: gbDays, Description: "Storage", Model: meterbill.Graduated, Currencies: map[string][]meterbill.Tier{
+		"usd": {{UpTo: "100", Unit: "0"}, {UpTo: "1000", Unit: "4"}, {Unit: "3"}},
+	}}}
+	march := marchLines("in_mar")
+	tests := []struct {
+		name     string
+		finalize bool              // March is finalized after the cut
+		plan     []meterbill.Price // the plan of the handler that finishes the run
+		finish   func(t *testing.T, b *bridge, h *meterbill.Handler)
+		want     []itemView // March's storage tiers 2 and 3 as finished
+	}{
+		{
+			name: "by March's redelivery, after the plan changed: at March's prices",
+			plan: dearer,
+			finish: func(t *testing.T, b *bridge, h *meterbill.Handler) {
+				mar, _ := b.stripe.Invoice("in_mar")
+				if got := postInvoiceCreated(t, h, mar); got != 200 {
+					t.Errorf("redelivery: status %d", got)
+				}
+			},
+			want: march[2:],
+		},
+		{
+			name: "by April's renewal, March being finalized",
+			finalize: true, plan: billPlan,
+			finish: func(t *testing.T, b *bridge, h *meterbill.Handler) {
+				apr := b.invoice("in_apr", "cus_a", 42, "draft", date(2026, 4, 1), date(2026, 5, 1))
+				if got := postInvoiceCreated(t, h, apr); got != 200 {
+					t.Errorf("April: status %d", got)
+				}
+			},
+			want: []itemView{
+				{Invoice: "in_apr", Desc: "Storage (tier 2): 900 (2026-03-01, not billed before)", Amount: 1800, From: "2026-03-01", To: "2026-04-01", Tier: "2"},
+				{Invoice: "in_apr", Desc: "Storage (tier 3): 240 (2026-03-01, not billed before)", Amount: 240, From: "2026-03-01", To: "2026-04-01", Tier: "3"},
+			},
+		},
+		{
+			name: "by April's renewal after the plan changed: at March's prices",
+			finalize: true, plan: dearer,
+			finish: func(t *testing.T, b *bridge, h *meterbill.Handler) {
+				apr := b.invoice("in_apr", "cus_a", 42, "draft", date(2026, 4, 1), date(2026, 5, 1))
+				if got := postInvoiceCreated(t, h, apr); got != 200 {
+					t.Errorf("April: status %d", got)
+				}
+			},
+			want: []itemView{
+				{Invoice: "in_apr", Desc: "Storage (tier 2): 900 (2026-03-01, not billed before)", Amount: 1800, From: "2026-03-01", To: "2026-04-01", Tier: "2"},
+				{Invoice: "in_apr", Desc: "Storage (tier 3): 240 (2026-03-01, not billed before)", Amount: 240, From: "2026-03-01", To: "2026-04-01", Tier: "3"},
+			},
+		},
+		{
+			name: "by BillInvoice on finalized March: pending items",
+			finalize: true, plan: dearer,
+			finish: func(t *testing.T, _ *bridge, h *meterbill.Handler) {
+				if rep, err := h.BillInvoice(context.Background(), "in_mar"); err != nil || rep.Outcome != meterbill.OutcomePending {
+					t.Errorf("BillInvoice: %v, %v", rep, err)
+				}
+			},
+			want: []itemView{
+				{Invoice: "", Desc: "Storage (tier 2): 900", Amount: 1800, From: "2026-03-01", To: "2026-04-01", Tier: "2"},
+				{Invoice: "", Desc: "Storage (tier 3): 240", Amount: 240, From: "2026-03-01", To: "2026-04-01", Tier: "3"},
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := newBridge(t, billPlan)
+			b.record(t, 42, date(2026, 3, 1), date(2026, 4, 1), 100, "40")
+			mar := b.invoice("in_mar", "cus_a", 42, "draft", date(2026, 3, 1), date(2026, 4, 1))
+			// Requests and storage's tier 1 go through; Stripe refuses tiers 2 and 3.
+			b.stripe.Inject(stripefake.Fault{Method: http.MethodPost, Path: "/v1/invoiceitems", Status: 0, Times: 2})
+			b.stripe.Inject(stripefake.Fault{Method: http.MethodPost, Path: "/v1/invoiceitems", Status: 400, Times: 2})
+			if got := b.deliver(t, mar, "draft"); got != 500 {
+				t.Fatalf("March: status %d, want 500", got)
+			}
+			if diff := cmp.Diff(march[:2], view(b.stripe.Items("cus_a"))); diff != "" {
+				t.Fatalf("March after the cut (-want +got):\n%s", diff)
+			}
+			if tt.finalize {
+				b.stripe.SetInvoiceStatus("in_mar", "open")
+			}
+			b.record(t, 42, date(2026, 4, 1), date(2026, 5, 1), 0, "") // nothing in April
+			tt.finish(t, b, b.replica(t, tt.plan))
+			var got []stripefake.Item
+			for _, it := range b.stripe.Items("cus_a") {
+				if it.Metadata["meterbill_metric"] == "gb_days" && it.Metadata["meterbill_tier"] != "1" {
+					got = append(got, it)
+				}
+			}
+			if diff := cmp.Diff(sortViews(tt.want), view(got)); diff != "" {
+				t.Errorf("March's storage tiers 2 and 3 (-want +got):\n%s", diff)
+			}
+			// Every item of the run names the prices it was billed at: March's, not today's.
+			plans := map[string]bool{}
+			for _, it := range b.stripe.Items("cus_a") {
+				if it.Metadata["meterbill_metric"] == "gb_days" {
+					plans[it.Metadata["meterbill_plan"]] = true
+				}
+			}
+			if len(plans) != 1 || plans[""] {
+				t.Errorf("the run's items name the prices %v, want one plan", plans)
+			}
+		})
+	}
+}

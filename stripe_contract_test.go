@@ -39,13 +39,18 @@ func TestStripeContract(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	from, to := date(2026, 3, 1), date(2026, 4, 1)
-	md := ledger.Encode(ledger.Entry{Account: 42, Metric: "api_calls", Period: "calendar/1", From: from, To: to, Quantity: "1234", Tier: 0, LineQty: "1234", UnitPrice: "0.1", Invoice: "in_123"})
+	md, err := ledger.Encode(ledger.Entry{Account: 42, Metric: "api_calls", Period: "calendar/1", From: from, To: to, Quantity: "1234", Tier: 0, LineQty: "1234", UnitPrice: "0.1", Invoice: "in_123",
+		Plan: "pl_0123456789abcdef", Lines: []ledger.Line{{Tier: 0, Quantity: "1234", UnitPrice: "0.1", Amount: 123}}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name string
 		call func() error
 	}{
 		{name: "retrieve invoice", call: func() error { _, err := sc.Invoice(ctx, "in_123"); return err }},
 		{name: "retrieve customer", call: func() error { _, err := sc.CustomerMetadata(ctx, "cus_123"); return err }},
+		{name: "retrieve subscription", call: func() error { _, err := sc.Subscription(ctx, "sub_123"); return err }},
 		{name: "list a customer's invoice items", call: func() error { _, err := sc.InvoiceItems(ctx, "cus_123"); return err }},
 		{name: "create an invoice item on an invoice", call: func() error {
 			_, err := sc.CreateInvoiceItem(ctx, meterbill.InvoiceItem{Customer: "cus_123", Invoice: "in_123", Currency: "usd", Description: "API calls: 1234", Amount: 123, PeriodStart: from, PeriodEnd: to, Metadata: md}, "meterbill-contract-1")

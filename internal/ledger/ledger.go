@@ -17,6 +17,11 @@
 //	meterbill_line_qty   the quantity this line prices
 //	meterbill_unit_price the unit price, minor units, exact decimal
 //	meterbill_invoice    the invoice the line was made for
+//	meterbill_plan       the identity of the price that priced the run (Line.Plan), if any
+//	meterbill_lines      the run's lines, all of them, so that any later handling can finish a
+//	                     run whose lines were cut short, at the quantity and prices it started
+//	                     with: "tier:quantity:unit price:amount" joined by ";", continued in
+//	                     meterbill_lines_2, meterbill_lines_3, … past 500 characters
 //	meterbill_kind       only on late-usage adjustments: "adjustment"
 //	meterbill_base       only on adjustments: the run's quantity billed before this line;
 //	                     meterbill_quantity is then the run's quantity billed including it
@@ -59,7 +64,14 @@ const (
 	KeyInvoice   = Prefix + "invoice"
 	KeyKind      = Prefix + "kind"
 	KeyBase      = Prefix + "base"
+	KeyPlan      = Prefix + "plan"
+	KeyLines     = Prefix + "lines"
 	version      = "1"
+
+	// maxValue is Stripe's limit on a metadata value's length.
+	maxValue = 500
+	// maxLineKeys bounds the keys the lines record may span (Stripe allows 50 keys in all).
+	maxLineKeys = 8
 
 	// KindAdjustment marks a late-usage adjustment.
 	KindAdjustment = "adjustment"
@@ -86,6 +98,75 @@ type Entry struct {
 	Invoice   string
 	Kind      string // "" for usage, KindAdjustment for a late-usage adjustment
 	Base      string // adjustments: the run's quantity billed before this item
+	Plan      string // the identity of the price that priced the run; "" if unknown
+	// Lines are all the lines of the item's run, as priced; nil for adjustments and for items
+	// written before the record existed.
+	Lines []Line
+}
+
+// Line is one line of a run, as recorded.
+type Line struct {
+	Tier      int
+	Quantity  string // the quantity the line prices
+	UnitPrice string
+	Amount    int64
+}
+
+// encodeLines writes the lines record into md, in as many keys as it needs.
+func encodeLines(md map[string]string, lines []Line) error {
+	var b strings.Builder
+	for i, l := range lines {
+		if i > 0 {
+			b.WriteByte(';')
+		}
+		fmt.Fprintf(&b, "%d:%s:%s:%d", l.Tier, l.Quantity, l.UnitPrice, l.Amount)
+	}
+	v := b.String()
+	for n := 1; v != ""; n++ {
+		if n > maxLineKeys {
+			return fmt.Errorf("the run's %d lines do not fit in %d metadata values", len(lines), maxLineKeys)
+		}
+		chunk := v[:min(len(v), maxValue)]
+		v = v[len(chunk):]
+		md[lineKey(n)] = chunk
+	}
+	return nil
+}
+
+func lineKey(n int) string {
+	if n == 1 {
+		return KeyLines
+	}
+	return KeyLines + "_" + strconv.Itoa(n)
+}
+
+// decodeLines reads the lines record, nil if there is none.
+func decodeLines(md map[string]string) ([]Line, error) {
+	var b strings.Builder
+	for n := 1; n <= maxLineKeys; n++ {
+		v, ok := md[lineKey(n)]
+		if !ok {
+			break
+		}
+		b.WriteString(v)
+	}
+	if b.Len() == 0 {
+		return nil, nil
+	}
+	var out []Line
+	for part := range strings.SplitSeq(b.String(), ";") {
+		f := strings.Split(part, ":")
+		if len(f) != 4 || f[1] == "" || f[2] == "" {
+			return nil, fmt.Errorf("%w: lines %.60q", ErrMalformed, b.String())
+		}
+		tier, err1 := strconv.Atoi(f[0])
+		amount, err2 := strconv.ParseInt(f[3], 10, 64)
+		if err1 != nil || err2 != nil || tier < 0 || (len(out) > 0 && tier <= out[len(out)-1].Tier) {
+			return nil, fmt.Errorf("%w: lines %.60q", ErrMalformed, b.String())
+		}
+		out = append(out, Line{Tier: tier, Quantity: f[1], UnitPrice: f[2], Amount: amount})
+	}
+	return out, nil
 }
 
 // IsAdjustment reports whether e is a late-usage adjustment.
@@ -112,8 +193,8 @@ func SpecString(s period.Spec) string {
 	return s.Type.String()
 }
 
-// Encode returns e's metadata.
-func Encode(e Entry) map[string]string {
+// Encode returns e's metadata. It fails only for a lines record too long for Stripe.
+func Encode(e Entry) (map[string]string, error) {
 	md := map[string]string{
 		KeyVersion:   version,
 		KeyAccount:   strconv.FormatUint(e.Account, 10),
@@ -131,6 +212,14 @@ func Encode(e Entry) map[string]string {
 		md[KeyKind] = e.Kind
 		md[KeyBase] = e.Base
 	}
+	if e.Plan != "" {
+		md[KeyPlan] = e.Plan
+	}
+	if len(e.Lines) > 0 {
+		if err := encodeLines(md, e.Lines); err != nil {
+			return nil, err
+		}
+	}
 	if len(e.Runs) > 1 {
 		parts := make([]string, len(e.Runs))
 		for i, r := range e.Runs {
@@ -138,7 +227,7 @@ func Encode(e Entry) map[string]string {
 		}
 		md[KeyRuns] = strings.Join(parts, ",")
 	}
-	return md
+	return md, nil
 }
 
 // Covered returns the ranges e bills, as [from, to) in Unix nanoseconds.
@@ -188,7 +277,7 @@ func Decode(md map[string]string) (e Entry, ok bool, err error) {
 		return Entry{}, true, fmt.Errorf("%w: unknown scheme version %q", ErrMalformed, v)
 	}
 	e = Entry{Metric: md[KeyMetric], Period: md[KeyPeriod], Quantity: md[KeyQuantity], LineQty: md[KeyLineQty], UnitPrice: md[KeyUnitPrice], Invoice: md[KeyInvoice],
-		Kind: md[KeyKind], Base: md[KeyBase]}
+		Kind: md[KeyKind], Base: md[KeyBase], Plan: md[KeyPlan]}
 	switch {
 	case e.Kind != "" && e.Kind != KindAdjustment:
 		return Entry{}, true, fmt.Errorf("%w: kind %.40q", ErrMalformed, e.Kind)
@@ -211,6 +300,9 @@ func Decode(md map[string]string) (e Entry, ok bool, err error) {
 		return Entry{}, true, fmt.Errorf("%w: tier %q", ErrMalformed, md[KeyTier])
 	}
 	if e.Runs, err = decodeRuns(md[KeyRuns], e.From, e.To); err != nil {
+		return Entry{}, true, err
+	}
+	if e.Lines, err = decodeLines(md); err != nil {
 		return Entry{}, true, err
 	}
 	return e, true, nil

@@ -80,8 +80,21 @@ func TestUncovered(t *testing.T) {
 }
 
 func TestEncodeDecode(t *testing.T) {
-	e := Entry{Account: 42, Metric: "api_calls", Period: "calendar/1", From: time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC), To: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC), Quantity: "1234.5", Tier: 2, LineQty: "234.5", UnitPrice: "0.1", Invoice: "in_1"}
-	md := Encode(e)
+	// 32 tiers, the most a Plan allows, with long quantities and prices: the lines record spans
+	// several values.
+	var lines []Line
+	for tier := 1; tier <= 32; tier++ {
+		lines = append(lines, Line{Tier: tier, Quantity: "123456789012.123456", UnitPrice: "0.000000000001", Amount: 9_999_999_999})
+	}
+	e := Entry{Account: 42, Metric: "api_calls", Period: "calendar/1", From: time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC), To: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC), Quantity: "1234.5", Tier: 2, LineQty: "234.5", UnitPrice: "0.1", Invoice: "in_1",
+		Plan: "pl_0123abcd", Lines: lines}
+	md, err := Encode(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if md[KeyLines+"_2"] == "" {
+		t.Errorf("the lines record fits one value; the test wants it to span several")
+	}
 	if len(md) > 50 {
 		t.Errorf("%d metadata keys, Stripe allows 50", len(md))
 	}
@@ -96,6 +109,15 @@ func TestEncodeDecode(t *testing.T) {
 	}
 	if diff := cmp.Diff(e, got); diff != "" {
 		t.Errorf("round trip mismatch (-want +got):\n%s", diff)
+	}
+	one := e
+	one.Lines = []Line{{Tier: 0, Quantity: "1234.5", UnitPrice: "0.1", Amount: 123}}
+	md, err = Encode(one)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _, err := Decode(md); err != nil || !cmp.Equal(one, got) {
+		t.Errorf("one-line round trip: %v\n%s", err, cmp.Diff(one, got))
 	}
 	if _, ok, err := Decode(map[string]string{"order": "7"}); ok || err != nil {
 		t.Errorf("foreign item: ok=%v err=%v, want not ours", ok, err)
@@ -112,10 +134,15 @@ func TestEncodeDecode(t *testing.T) {
 		{name: "to before from", key: KeyTo, val: "2026-01-01T00:00:00Z"},
 		{name: "tier", key: KeyTier, val: "-1"},
 		{name: "metric", key: KeyMetric, val: ""},
+		{name: "lines: too few fields", key: KeyLines, val: "1:100:0"},
+		{name: "lines: tiers out of order", key: KeyLines, val: "2:100:0:0;1:5:1:5"},
+		{name: "lines: amount", key: KeyLines, val: "1:100:0:x"},
 	}
 	for _, tt := range broken {
 		t.Run(tt.name, func(t *testing.T) {
-			bad := Encode(e)
+			bad, _ := Encode(e)
+			delete(bad, KeyLines+"_2")
+			delete(bad, KeyLines+"_3")
 			bad[tt.key] = tt.val
 			if _, ok, err := Decode(bad); !ok || !errors.Is(err, ErrMalformed) {
 				t.Errorf("Decode = %v, %v; want ours and ErrMalformed", ok, err)
@@ -158,15 +185,37 @@ func TestKey(t *testing.T) {
 }
 
 func FuzzDecode(f *testing.F) {
-	f.Add("1", "42", "api_calls", "2026-02-01T00:00:00Z", "2026-03-01T00:00:00Z", "0", "12")
-	f.Add("1", "0", "", "x", "", "-1", "")
-	f.Fuzz(func(t *testing.T, v, acct, metric, from, to, tier, qty string) {
-		e, ok, err := Decode(map[string]string{KeyVersion: v, KeyAccount: acct, KeyMetric: metric, KeyFrom: from, KeyTo: to, KeyTier: tier, KeyQuantity: qty})
+	f.Add("1", "42", "api_calls", "2026-02-01T00:00:00Z", "2026-03-01T00:00:00Z", "0", "12", "1:100:0:0;2:900:2:1800", "")
+	f.Add("1", "0", "", "x", "", "-1", "", "", "7:")
+	f.Fuzz(func(t *testing.T, v, acct, metric, from, to, tier, qty, lines, lines2 string) {
+		md := map[string]string{KeyVersion: v, KeyAccount: acct, KeyMetric: metric, KeyFrom: from, KeyTo: to, KeyTier: tier, KeyQuantity: qty}
+		if lines != "" {
+			md[KeyLines] = lines
+		}
+		if lines2 != "" {
+			md[KeyLines+"_2"] = lines2
+		}
+		e, ok, err := Decode(md)
 		if !ok {
 			t.Fatal("an item with the version key must be ours")
 		}
 		if err == nil && (e.Account == 0 || !e.From.Before(e.To) || e.Tier < 0 || e.Metric == "") {
 			t.Fatalf("Decode accepted an unusable entry %+v", e)
+		}
+		for i, l := range e.Lines {
+			if l.Tier < 0 || l.Quantity == "" || l.UnitPrice == "" || (i > 0 && l.Tier <= e.Lines[i-1].Tier) {
+				t.Fatalf("Decode accepted unusable lines %+v", e.Lines)
+			}
+		}
+		if err == nil && e.Lines != nil { // what decodes encodes back to the same lines
+			again, err := Encode(e)
+			if err != nil {
+				return // a record longer than meterbill writes
+			}
+			f, _, err := Decode(again)
+			if err != nil || len(f.Lines) != len(e.Lines) {
+				t.Fatalf("lines do not round-trip: %v %+v", err, f.Lines)
+			}
 		}
 	})
 }
@@ -175,7 +224,11 @@ func TestRunsRoundTrip(t *testing.T) {
 	d := func(m time.Month, day int) time.Time { return time.Date(2026, m, day, 0, 0, 0, 0, time.UTC) }
 	e := Entry{Account: 1, Metric: "gb", Period: "day", From: d(3, 1), To: d(4, 1), Quantity: "840", Tier: 1,
 		Runs: [][2]time.Time{{d(3, 1), d(3, 10)}, {d(3, 20), d(4, 1)}}}
-	got, ok, err := Decode(Encode(e))
+	md, err := Encode(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, ok, err := Decode(md)
 	if err != nil || !ok {
 		t.Fatalf("Decode = %v, %v", ok, err)
 	}
@@ -187,13 +240,13 @@ func TestRunsRoundTrip(t *testing.T) {
 		t.Errorf("Covered mismatch (-want +got):\n%s", diff)
 	}
 	for _, bad := range []string{"x", "5-3", "1772323200-1773100800,1772323200-1773100800", "1-2"} {
-		md := Encode(e)
+		md, _ := Encode(e)
 		md[KeyRuns] = bad
 		if _, _, err := Decode(md); !errors.Is(err, ErrMalformed) {
 			t.Errorf("runs %q: Decode = %v, want ErrMalformed", bad, err)
 		}
 	}
-	if md := Encode(Entry{Account: 1, Metric: "m", From: d(3, 1), To: d(4, 1), Quantity: "1"}); md[KeyRuns] != "" {
+	if md, _ := Encode(Entry{Account: 1, Metric: "m", From: d(3, 1), To: d(4, 1), Quantity: "1"}); md[KeyRuns] != "" {
 		t.Errorf("a single run wrote %s=%q", KeyRuns, md[KeyRuns])
 	}
 }
