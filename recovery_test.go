@@ -343,7 +343,7 @@ func TestUnfinishedRunIsFinishedLater(t *testing.T) {
 			want: march[2:],
 		},
 		{
-			name: "by April's renewal, March being finalized",
+			name:     "by April's renewal, March being finalized",
 			finalize: true, plan: billPlan,
 			finish: func(t *testing.T, b *bridge, h *meterbill.Handler) {
 				apr := b.invoice("in_apr", "cus_a", 42, "draft", date(2026, 4, 1), date(2026, 5, 1))
@@ -357,7 +357,7 @@ func TestUnfinishedRunIsFinishedLater(t *testing.T) {
 			},
 		},
 		{
-			name: "by April's renewal after the plan changed: at March's prices",
+			name:     "by April's renewal after the plan changed: at March's prices",
 			finalize: true, plan: dearer,
 			finish: func(t *testing.T, b *bridge, h *meterbill.Handler) {
 				apr := b.invoice("in_apr", "cus_a", 42, "draft", date(2026, 4, 1), date(2026, 5, 1))
@@ -371,7 +371,7 @@ func TestUnfinishedRunIsFinishedLater(t *testing.T) {
 			},
 		},
 		{
-			name: "by BillInvoice on finalized March: pending items",
+			name:     "by BillInvoice on finalized March: pending items",
 			finalize: true, plan: dearer,
 			finish: func(t *testing.T, _ *bridge, h *meterbill.Handler) {
 				if rep, err := h.BillInvoice(context.Background(), "in_mar"); err != nil || rep.Outcome != meterbill.OutcomePending {
