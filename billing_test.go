@@ -298,10 +298,12 @@ func TestBillingExactlyOnce(t *testing.T) {
 				// requests bucket has not ended yet.
 				{Invoice: "in_manual", Desc: "Storage (tier 1): 100", Amount: 0, From: "2026-03-01", To: "2026-03-20", Tier: "1"},
 				{Invoice: "in_manual", Desc: "Storage (tier 2): 660", Amount: 1320, From: "2026-03-01", To: "2026-03-20", Tier: "2"},
-				// The renewal bills the month's requests and only the 12 days left (480 GB-days).
+				// The renewal bills the month's requests and the 12 days left (480 GB-days) on top
+				// of the 760 billed: the month's 1240 priced once (2040 cents) less the 1320 billed.
+				// Its storage run covers the whole month from now on.
 				{Invoice: "in_mar", Desc: "Requests: 3100", Amount: 310, From: "2026-03-01", To: "2026-04-01", Tier: "0"},
-				{Invoice: "in_mar", Desc: "Storage (tier 1): 100", Amount: 0, From: "2026-03-20", To: "2026-04-01", Tier: "1"},
-				{Invoice: "in_mar", Desc: "Storage (tier 2): 380", Amount: 760, From: "2026-03-20", To: "2026-04-01", Tier: "2"},
+				{Invoice: "in_mar", Desc: "Storage (tier 2): 240", Amount: 480, From: "2026-03-01", To: "2026-04-01", Tier: "2"},
+				{Invoice: "in_mar", Desc: "Storage (tier 3): 240", Amount: 240, From: "2026-03-01", To: "2026-04-01", Tier: "3"},
 			},
 		},
 	}
@@ -453,9 +455,11 @@ func TestChangedPlanNeverTopsUpAnotherInvoicesRun(t *testing.T) {
 	want := []itemView{
 		{Invoice: "in_manual", Desc: "Storage (tier 1): 100", Amount: 0, From: "2026-03-01", To: "2026-03-20", Tier: "1"},
 		{Invoice: "in_manual", Desc: "Storage (tier 2): 660", Amount: 1320, From: "2026-03-01", To: "2026-03-20", Tier: "2"},
+		// The rest of the month is priced on top of the 760 billed, at today's prices: the month's
+		// 1240 costs 1540 under the new plan, 760 of it 1060, so the rest costs 480, all in the
+		// new third tier. The manual invoice's lines stay as billed.
 		{Invoice: "in_mar", Desc: "Requests: 3100", Amount: 310, From: "2026-03-01", To: "2026-04-01", Tier: "0"},
-		{Invoice: "in_mar", Desc: "Storage (tier 1): 100", Amount: 0, From: "2026-03-20", To: "2026-04-01", Tier: "1"},
-		{Invoice: "in_mar", Desc: "Storage (tier 2): 380", Amount: 760, From: "2026-03-20", To: "2026-04-01", Tier: "2"},
+		{Invoice: "in_mar", Desc: "Storage (tier 3): 480", Amount: 480, From: "2026-03-01", To: "2026-04-01", Tier: "3"},
 	}
 	sort.Slice(want, func(i, j int) bool { return fmt.Sprint(want[i]) < fmt.Sprint(want[j]) })
 	if diff := cmp.Diff(want, view(b.stripe.Items("cus_a"))); diff != "" {
@@ -642,7 +646,7 @@ func TestBillInvoiceHonoursTheDeadline(t *testing.T) {
 }
 
 // TestSplitRunIsPricedOnce: a manual invoice billed the middle of March; the renewal bills the
-// rest of the month as one priced set: the included units come off once.
+// rest of the month on top of it: the included units and the tiers apply once to the month.
 func TestSplitRunIsPricedOnce(t *testing.T) {
 	b := newBridge(t, billPlan)
 	b.record(t, 42, date(2026, 3, 1), date(2026, 5, 1), 100, "40")
@@ -655,9 +659,10 @@ func TestSplitRunIsPricedOnce(t *testing.T) {
 		{Invoice: "in_manual", Desc: "Storage (tier 1): 100", Amount: 0, From: "2026-03-10", To: "2026-03-20", Tier: "1"},
 		{Invoice: "in_manual", Desc: "Storage (tier 2): 300", Amount: 600, From: "2026-03-10", To: "2026-03-20", Tier: "2"},
 		{Invoice: "in_mar", Desc: "Requests: 3100", Amount: 310, From: "2026-03-01", To: "2026-04-01", Tier: "0"},
-		// Mar 1 to 10 and Mar 20 to Apr 1: 21 days, 840 GB-days, priced together.
-		{Invoice: "in_mar", Desc: "Storage (tier 1): 100", Amount: 0, From: "2026-03-01", To: "2026-04-01", Tier: "1"},
-		{Invoice: "in_mar", Desc: "Storage (tier 2): 740", Amount: 1480, From: "2026-03-01", To: "2026-04-01", Tier: "2"},
+		// Mar 1 to 10 and Mar 20 to Apr 1: 21 days, 840 GB-days, priced on top of the 400 billed:
+		// the month's 1240 cost 2040, the 400 cost 600, the rest 1440. The run covers the month.
+		{Invoice: "in_mar", Desc: "Storage (tier 2): 600", Amount: 1200, From: "2026-03-01", To: "2026-04-01", Tier: "2"},
+		{Invoice: "in_mar", Desc: "Storage (tier 3): 240", Amount: 240, From: "2026-03-01", To: "2026-04-01", Tier: "3"},
 	}
 	sort.Slice(want, func(i, j int) bool { return fmt.Sprint(want[i]) < fmt.Sprint(want[j]) })
 	if diff := cmp.Diff(want, view(b.stripe.Items("cus_a"))); diff != "" {

@@ -13,6 +13,7 @@ import (
 	"github.com/stripe/stripe-go/v82/webhook"
 
 	"github.com/meterbill/meterbill"
+	"github.com/meterbill/meterbill/internal/ledger"
 	"github.com/meterbill/meterbill/internal/stripefake"
 )
 
@@ -287,19 +288,55 @@ func (b *bridge) deliverAs(t *testing.T, inv stripefake.Invoice, reason string) 
 // often each day was covered.
 func storageBilled(b *bridge, month string) (cents int64, covered map[string]int) {
 	covered = map[string]int{}
+	runs := map[string][][2]time.Time{} // each run's buckets, by its from, to and runs
 	for _, it := range b.stripe.Items("cus_a") {
 		md := it.Metadata
 		if md["meterbill_metric"] != "gb_days" || md["meterbill_kind"] != "" {
 			continue
 		}
-		from, _ := time.Parse(time.RFC3339, md["meterbill_from"])
-		to, _ := time.Parse(time.RFC3339, md["meterbill_to"])
-		if from.Format("2006-01") == month {
+		e, _, err := ledger.Decode(md)
+		if err != nil {
+			panic(err)
+		}
+		if e.From.Format("2006-01") == month {
 			cents += it.Amount
 		}
-		if md["meterbill_tier"] == "1" || md["meterbill_tier"] == "0" { // one line per run covers it
-			for d := from; d.Before(to); d = d.AddDate(0, 0, 1) {
-				covered[d.Format(time.DateOnly)]++
+		var spans [][2]time.Time
+		for _, c := range e.Covered() {
+			spans = append(spans, [2]time.Time{time.Unix(0, c[0]).UTC(), time.Unix(0, c[1]).UTC()})
+		}
+		runs[md["meterbill_from"]+md["meterbill_to"]+md["meterbill_runs"]] = spans
+	}
+	// A run priced on top of others in its billing period covers them too and takes them over:
+	// count each day in the runs no other run takes over.
+	days := func(spans [][2]time.Time) map[string]bool {
+		out := map[string]bool{}
+		for _, s := range spans {
+			for d := s[0]; d.Before(s[1]); d = d.AddDate(0, 0, 1) {
+				out[d.Format(time.DateOnly)] = true
+			}
+		}
+		return out
+	}
+	for k, spans := range runs {
+		mine := days(spans)
+		takenOver := false
+		for o, other := range runs {
+			theirs := days(other)
+			if o != k && len(theirs) > len(mine) && func() bool {
+				for d := range mine {
+					if !theirs[d] {
+						return false
+					}
+				}
+				return true
+			}() {
+				takenOver = true
+			}
+		}
+		if !takenOver {
+			for d := range mine {
+				covered[d]++
 			}
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -77,7 +78,9 @@ func TestFaultMatrix(t *testing.T) {
 				// end inside it but were billed by the renewal; the days Mar 1–19 were not.
 				{invoice: "in_manual_42", account: 42, metric: gbDays, from: date(2026, 3, 1), to: date(2026, 3, 20)},
 				{invoice: "in_mar_42", account: 42, metric: requests, from: date(2026, 3, 1), to: date(2026, 4, 1)},
-				{invoice: "in_mar_42", account: 42, metric: gbDays, from: date(2026, 3, 20), to: date(2026, 4, 1)},
+				// The renewal prices the rest of March on top of what the manual invoice billed:
+				// its run covers the month and takes the manual invoice's over.
+				{invoice: "in_mar_42", account: 42, metric: gbDays, from: date(2026, 3, 1), to: date(2026, 4, 1), on: date(2026, 3, 20)},
 			},
 			run: runManualBetweenRenewals,
 		},
@@ -143,6 +146,9 @@ type matrixBill struct {
 	account  uint64
 	metric   meterbill.Metric
 	from, to time.Time
+	// on, when set, is the end of an earlier bill [from, on) of the same period that this one is
+	// priced on top of: its lines are the price of [from, to) less the price of [from, on).
+	on time.Time
 }
 
 // matrixMarchBills is what a March renewal bills for each account: March's requests and its 31 days
@@ -262,6 +268,17 @@ func (b *bridge) checkBills(t *testing.T, m meterbill.Meter, bills []matrixBill,
 		if err != nil {
 			t.Fatal(err)
 		}
+		if !bl.on.IsZero() {
+			u, err := m.Query(ctx, bl.account, bl.metric, meterbill.Period{Start: bl.from, End: bl.on})
+			if err != nil {
+				t.Fatal(err)
+			}
+			was, err := plan.Price(ctx, "usd", u)
+			if err != nil {
+				t.Fatal(err)
+			}
+			lines = tierGains(t, lines, was)
+		}
 		for _, l := range lines {
 			want = append(want, ledgerLine{Invoice: bl.invoice, Metric: bl.metric.Code, From: bl.from.Format(time.RFC3339), To: bl.to.Format(time.RFC3339),
 				Tier: l.Tier, Quantity: l.Quantity.String(), Amount: l.Amount})
@@ -319,15 +336,31 @@ func (b *bridge) checkBills(t *testing.T, m meterbill.Meter, bills []matrixBill,
 					}
 					sum, _ = sum.Add(mustValue(t, e.LineQty))
 				}
-				if sum.String() != es[0].Quantity {
-					t.Errorf("account %d %s run %v: tiers add up to %s, run priced at %s", acct, metric.Code, r, sum, es[0].Quantity)
+				priced := mustValue(t, es[0].Quantity)
+				if es[0].Base != "" { // priced on top of what its period billed before
+					priced = mustValue(t, subtract(t, es[0].Quantity, es[0].Base))
+				}
+				if sum != priced {
+					t.Errorf("account %d %s run %v: tiers add up to %s, run priced at %s", acct, metric.Code, r, sum, priced)
+				}
+			}
+			// A run priced on top of others of its period covers them too, and takes them over.
+			for r, es := range groups {
+				for o, other := range groups {
+					if o != r && coversAll(other[0].Covered(), es[0].Covered()) {
+						delete(groups, r)
+						break
+					}
 				}
 			}
 			for start := date(2026, 1, 1); start.Before(date(2026, 5, 1)); {
 				bucket := metric.Bucket(start)
 				want := 0
 				for _, bl := range bills {
-					if bl.account == acct && bl.metric == metric && !bucket.Start.Before(bl.from) && !bl.to.Before(bucket.End) {
+					takenOver := slices.ContainsFunc(bills, func(o matrixBill) bool {
+						return o.account == bl.account && o.metric == bl.metric && !o.on.IsZero() && o.from == bl.from && o.on == bl.to
+					})
+					if bl.account == acct && bl.metric == metric && !takenOver && !bucket.Start.Before(bl.from) && !bl.to.Before(bucket.End) {
 						want++
 					}
 				}
@@ -857,4 +890,54 @@ func (b *bridge) linesPerInvoice(customer string) map[string]int {
 		out[it.Invoice]++
 	}
 	return out
+}
+
+// tierGains is what each tier gained from was to now, zero gains left out: the lines of a bill
+// priced on top of another.
+func tierGains(t *testing.T, now, was []meterbill.Line) []meterbill.Line {
+	t.Helper()
+	before := map[int]meterbill.Line{}
+	for _, l := range was {
+		before[l.Tier] = l
+	}
+	var out []meterbill.Line
+	for _, l := range now {
+		w := before[l.Tier]
+		l.Quantity = mustValue(t, subtract(t, l.Quantity.String(), w.Quantity.String()))
+		l.Amount -= w.Amount
+		if l.Amount != 0 || !l.Quantity.IsZero() {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// subtract returns a-b for decimal strings with up to six places, b <= a.
+func subtract(t *testing.T, a, b string) string {
+	t.Helper()
+	x, y := mustValue(t, a), mustValue(t, b)
+	xm, _ := x.Micros64()
+	ym, _ := y.Micros64()
+	if ym > xm {
+		t.Fatalf("subtract %s - %s", a, b)
+	}
+	d := xm - ym
+	return fmt.Sprintf("%d.%06d", d/1e6, d%1e6)
+}
+
+// coversAll reports whether outer's ranges contain each of inner's, and are not the same.
+func coversAll(outer, inner [][2]int64) bool {
+	if fmt.Sprint(outer) == fmt.Sprint(inner) {
+		return false
+	}
+	for _, in := range inner {
+		ok := false
+		for _, out := range outer {
+			ok = ok || (out[0] <= in[0] && in[1] <= out[1])
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
 }

@@ -1,6 +1,7 @@
 package meterbill
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -937,6 +938,9 @@ type action struct {
 	line     Line
 	catchUp  bool   // a bucket before the invoice's window that was never billed, or another invoice's run finished
 	base     *Value // adjustments: the run's quantity billed before this line
+	// offset is, for a run priced on top of what other items billed in its period, that
+	// quantity: the run's lines bill the price of quantity less the price of offset.
+	offset *Value
 	// run is every line of the run, as priced; recorded on each of its items so that any later
 	// handling can finish the run at these prices. nil for adjustments.
 	run []ledger.Line
@@ -956,8 +960,11 @@ func runRecord(lines []Line) []ledger.Line {
 // that bill the same run in different ways (BillInvoice rescuing a finalized invoice, the next
 // renewal's catch-up on another replica) meet on one key, and Stripe lets only one create it.
 func (a action) key(customer string, acct uint64, gen int) string {
-	if a.base != nil {
+	switch {
+	case a.base != nil:
 		return ledger.AdjustmentKey(customer, acct, a.metric.Code, a.from, a.to, a.base.String(), gen)
+	case a.offset != nil:
+		return ledger.StackedKey(customer, acct, a.metric.Code, a.from, a.to, a.line.Tier, a.offset.String(), gen)
 	}
 	return ledger.Key(customer, acct, a.metric.Code, a.from, a.to, a.line.Tier, gen)
 }
@@ -1209,7 +1216,7 @@ func (h *Handler) plan(ctx context.Context, inv StripeInvoice, acct uint64, entr
 			covered = append(covered, e.Covered()...)
 		}
 		spec := m.spec()
-		window, n, err := h.planWindow(ctx, inv, acct, m, usage, covered)
+		window, n, err := h.planWindow(ctx, inv, acct, m, usage, adjustments, covered)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -1223,7 +1230,7 @@ func (h *Handler) plan(ctx context.Context, inv StripeInvoice, acct uint64, entr
 		if err != nil {
 			return nil, 0, err
 		}
-		early, err := h.planCatchUp(ctx, inv, acct, m, spec, covered, start)
+		early, err := h.planCatchUp(ctx, inv, acct, m, spec, usage, adjustments, covered, start)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -1238,7 +1245,7 @@ func (h *Handler) plan(ctx context.Context, inv StripeInvoice, acct uint64, entr
 
 // planWindow plans the buckets of the invoice's own window: every complete bucket of m whose
 // end lies in (period_start, period_end] and is not billed yet, priced together.
-func (h *Handler) planWindow(ctx context.Context, inv StripeInvoice, acct uint64, m Metric, usage []ledger.Entry, covered [][2]int64) ([]action, int, error) {
+func (h *Handler) planWindow(ctx context.Context, inv StripeInvoice, acct uint64, m Metric, usage, adjustments []ledger.Entry, covered [][2]int64) ([]action, int, error) {
 	spec := m.spec()
 	run, ok := ledger.Billable(spec, inv.PeriodStart.UnixNano(), inv.PeriodEnd.UnixNano())
 	existing := 0
@@ -1259,13 +1266,224 @@ func (h *Handler) planWindow(ctx context.Context, inv StripeInvoice, acct uint64
 		return nil, existing, nil
 	}
 	// Buckets never billed, priced together: one line, or one per tier, whatever runs
-	// they form (a stretch in between may have been billed on another invoice).
-	runsTodo := ledger.Uncovered(spec, run, covered)
-	priced, err := h.priceRuns(ctx, inv, acct, m, runsTodo, false)
+	// they form, on top of what another invoice billed of this period.
+	priced, err := h.pricePeriod(ctx, inv, acct, m, run, usage, adjustments, covered, false)
 	if err != nil {
 		return nil, 0, err
 	}
 	return priced, existing, nil
+}
+
+// pricePeriod prices what is still owed of one billing period of m, the buckets of r: those no
+// item covers, priced on top of what other items billed inside r (a manual invoice for part of
+// the month), so that included units and tiers apply once per billing period, never once per
+// Stripe invoice. The new lines bill the price of the period's usage now (the buckets billed
+// before and the new ones) less the price of what was billed, under today's plan, tier by tier;
+// their run covers the whole period billed so far and takes over the runs it stacks on, whose
+// late usage it then carries. Without items inside r it prices the uncovered buckets alone.
+func (h *Handler) pricePeriod(ctx context.Context, inv StripeInvoice, acct uint64, m Metric, r ledger.Run, usage, adjustments []ledger.Entry, covered [][2]int64, catchUp bool) ([]action, error) {
+	spec := m.spec()
+	fresh := ledger.Uncovered(spec, r, covered)
+	if len(fresh) == 0 {
+		return nil, nil
+	}
+	from, to := r.Window(spec)
+	prior, billed, err := billedWithin(m, usage, adjustments, from, to)
+	if err != nil {
+		return nil, err
+	}
+	if len(prior) == 0 {
+		return h.priceRuns(ctx, inv, acct, m, fresh, catchUp)
+	}
+	all := fresh
+	for _, e := range prior {
+		for _, c := range e.Covered() {
+			all = append(all, ledger.Run{First: spec.ID(c[0]), Last: spec.ID(c[1]) - 1})
+		}
+	}
+	all = joinRuns(all)
+	if ledger.TooManyRuns(len(all)) {
+		return nil, fmt.Errorf("%s of account %d: %d separate runs in one period, more than one item can record", m.Code, acct, len(all))
+	}
+	u, spans, err := h.usageOf(ctx, acct, m, spec, all)
+	if err != nil {
+		return nil, err
+	}
+	now, err := h.price(ctx, inv.Currency, u)
+	if err != nil {
+		return nil, err
+	}
+	before := u
+	before.Value = billed
+	was, err := h.price(ctx, inv.Currency, before)
+	if err != nil {
+		return nil, err
+	}
+	lines := lineDiff(now, was, u.Value, billed)
+	record := runRecord(lines)
+	todo := make([]action, 0, len(lines))
+	for _, l := range lines {
+		a := action{metric: m, from: spans[0][0], to: spans[len(spans)-1][1], quantity: u.Value, line: l, catchUp: catchUp, offset: &billed, run: record}
+		if len(spans) > 1 {
+			a.runs = spans
+		}
+		todo = append(todo, a)
+	}
+	return todo, nil
+}
+
+// billedWithin returns the runs billed inside [from, to) (Unix nanoseconds) that no other run
+// took over, one entry each, and the quantity they billed together, merged as the meter merges
+// buckets: the largest of each run's items and adjustments, added up across runs (Max takes the
+// largest, Latest the last run's).
+func billedWithin(m Metric, usage, adjustments []ledger.Entry, from, to int64) ([]ledger.Entry, Value, error) {
+	inside := func(e ledger.Entry) bool {
+		for _, c := range e.Covered() {
+			if c[0] < from || c[1] > to {
+				return false
+			}
+		}
+		return true
+	}
+	var runs []ledger.Entry
+	for _, e := range usage {
+		if !inside(e) || slices.ContainsFunc(runs, e.SameRun) || takenOver(e, usage) {
+			continue
+		}
+		runs = append(runs, e)
+	}
+	slices.SortFunc(runs, func(a, b ledger.Entry) int { return a.From.Compare(b.From) })
+	var total Value
+	for i, e := range runs {
+		q, err := billedQuantity(e, usage, adjustments)
+		if err != nil {
+			return nil, Value{}, err
+		}
+		switch {
+		case i == 0:
+			total = q
+		case m.Aggregation == Max:
+			if q.Cmp(total) > 0 {
+				total = q
+			}
+		case m.Aggregation == Latest:
+			total = q
+		default:
+			var ok bool
+			if total, ok = total.Add(q); !ok {
+				return nil, Value{}, fmt.Errorf("%w: billed quantity of %s overflows", ErrAmountOverflow, m.Code)
+			}
+		}
+	}
+	return runs, total, nil
+}
+
+// billedQuantity is the quantity billed for e's run: the largest among its items and its
+// adjustments.
+func billedQuantity(e ledger.Entry, usage, adjustments []ledger.Entry) (Value, error) {
+	billed, err := ParseValue(e.Quantity)
+	if err != nil {
+		return Value{}, fmt.Errorf("ledger quantity: %w", err)
+	}
+	for _, o := range slices.Concat(usage, adjustments) {
+		if !o.SameRun(e) {
+			continue
+		}
+		q, err := ParseValue(o.Quantity)
+		if err != nil {
+			return Value{}, fmt.Errorf("ledger quantity: %w", err)
+		}
+		if q.Cmp(billed) > 0 {
+			billed = q
+		}
+	}
+	return billed, nil
+}
+
+// takenOver reports whether another run covers every bucket e covers and more: a run priced on
+// top of e in e's billing period, which bills e's usage from then on.
+func takenOver(e ledger.Entry, usage []ledger.Entry) bool {
+	for _, o := range usage {
+		if o.SameRun(e) || !covers(o.Covered(), e.Covered()) {
+			continue
+		}
+		return true
+	}
+	return false
+}
+
+// covers reports whether the ranges of outer contain every range of inner.
+func covers(outer, inner [][2]int64) bool {
+	for _, in := range inner {
+		if !slices.ContainsFunc(outer, func(out [2]int64) bool { return out[0] <= in[0] && in[1] <= out[1] }) {
+			return false
+		}
+	}
+	return true
+}
+
+// joinRuns sorts runs and joins those that touch or overlap.
+func joinRuns(runs []ledger.Run) []ledger.Run {
+	slices.SortFunc(runs, func(a, b ledger.Run) int { return cmp.Compare(a.First, b.First) })
+	var out []ledger.Run
+	for _, r := range runs {
+		if n := len(out); n > 0 && r.First <= out[n-1].Last+1 {
+			out[n-1].Last = max(out[n-1].Last, r.Last)
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// lineDiff returns the lines that take a bill from was (the lines of quantity billed) to now
+// (the lines of quantity now): tier by tier, the quantity and amount each tier gained. Where a
+// tier lost (a Volume price whose whole quantity moved to a cheaper tier), it returns one line
+// for the whole difference, or none if the difference is not positive: a bill never goes down.
+func lineDiff(now, was []Line, quantity, billed Value) []Line {
+	prev := map[int]Line{}
+	for _, l := range was {
+		prev[l.Tier] = l
+	}
+	var out []Line
+	var sumNow, sumWas int64
+	monotone := true
+	for _, n := range now {
+		w, had := prev[n.Tier]
+		delete(prev, n.Tier)
+		sumNow += n.Amount
+		sumWas += w.Amount
+		dq, ok1 := n.Quantity.m.Sub(w.Quantity.m)
+		dp, ok2 := n.Packages.m.Sub(w.Packages.m)
+		da := n.Amount - w.Amount
+		if !ok1 || !ok2 || da < 0 {
+			monotone = false
+			continue
+		}
+		if dq.Cmp(fixed.Micros{}) == 0 && dp.Cmp(fixed.Micros{}) == 0 && da == 0 {
+			continue
+		}
+		d := n
+		d.Quantity, d.Packages, d.Amount = Value{dq}, Value{dp}, da
+		if had {
+			d.FlatFee = "0" // charged with the lines billed before
+		}
+		out = append(out, d)
+	}
+	for _, w := range prev {
+		sumWas += w.Amount
+		monotone = false
+	}
+	if monotone {
+		return out
+	}
+	if sumNow <= sumWas || len(now) == 0 {
+		return nil
+	}
+	dq, _ := quantity.m.Sub(billed.m)
+	last := now[len(now)-1]
+	return []Line{{Metric: last.Metric, Description: last.Description, Currency: last.Currency, Tier: last.Tier,
+		Quantity: Value{dq}, UnitPrice: last.UnitPrice, FlatFee: "0", Amount: sumNow - sumWas, Plan: last.Plan}}
 }
 
 // planCompletion finishes runs whose lines were cut short (a crash between two tiers, a line
@@ -1337,9 +1555,17 @@ func (h *Handler) planCompletion(ctx context.Context, inv StripeInvoice, acct ui
 				}
 			}
 		}
+		var offset *Value
+		if e.Base != "" { // a run priced on top of others in its period
+			o, err := ParseValue(e.Base)
+			if err != nil {
+				return nil, fmt.Errorf("ledger base: %w", err)
+			}
+			offset = &o
+		}
 		for _, l := range lines {
 			todo = append(todo, action{metric: m, from: e.From, to: e.To, runs: e.Runs, quantity: qty, line: l,
-				catchUp: !e.To.After(inv.PeriodStart), run: record})
+				catchUp: !e.To.After(inv.PeriodStart), offset: offset, run: record})
 		}
 	}
 	return todo, nil
@@ -1394,7 +1620,7 @@ func (h *Handler) priceRuns(ctx context.Context, inv StripeInvoice, acct uint64,
 // invoice's own length (whole months for a monthly invoice), so a Calendar metric gets one line
 // per missed month and a Day metric one line per missed month of days, with tiers and included
 // units applied per period, never across periods.
-func (h *Handler) planCatchUp(ctx context.Context, inv StripeInvoice, acct uint64, m Metric, spec period.Spec, covered [][2]int64, start *usageStart) ([]action, error) {
+func (h *Handler) planCatchUp(ctx context.Context, inv StripeInvoice, acct uint64, m Metric, spec period.Spec, usage, adjustments []ledger.Entry, covered [][2]int64, start *usageStart) ([]action, error) {
 	// Only a renewal covers a whole billing period and may speak for the periods before it: a
 	// manual, prorated or zero-length invoice would step back in its own odd lengths (pricing a
 	// missed month in fragments) or reach into the cycle still running.
@@ -1414,7 +1640,7 @@ func (h *Handler) planCatchUp(ctx context.Context, inv StripeInvoice, acct uint6
 		// Only whole periods: one the horizon cuts could not be priced as its invoice would
 		// have.
 		if run, ok := ledger.Billable(spec, from.UnixNano(), to.UnixNano()); ok && run.First >= first {
-			priced, err := h.priceRuns(ctx, inv, acct, m, ledger.Uncovered(spec, run, covered), true)
+			priced, err := h.pricePeriod(ctx, inv, acct, m, run, usage, adjustments, covered, true)
 			if err != nil {
 				return nil, err
 			}
@@ -1429,7 +1655,7 @@ func (h *Handler) planCatchUp(ctx context.Context, inv StripeInvoice, acct uint6
 					run.First = b
 					priced = nil
 					if run.First <= run.Last {
-						if priced, err = h.priceRuns(ctx, inv, acct, m, ledger.Uncovered(spec, run, covered), true); err != nil {
+						if priced, err = h.pricePeriod(ctx, inv, acct, m, run, usage, adjustments, covered, true); err != nil {
 							return nil, err
 						}
 					}
@@ -1533,29 +1759,19 @@ func (h *Handler) planLate(ctx context.Context, inv StripeInvoice, acct uint64, 
 	var todo []action
 	done := make([]bool, len(usage))
 	for i, e := range usage {
-		if done[i] || e.Invoice == inv.ID || !e.To.After(horizon) || e.To.After(inv.PeriodStart) {
+		// A run another took over (priced on top of it in its billing period) has its late
+		// usage billed through that one.
+		if done[i] || e.Invoice == inv.ID || !e.To.After(horizon) || e.To.After(inv.PeriodStart) || takenOver(e, usage) {
 			continue
-		}
-		billed, err := ParseValue(e.Quantity)
-		if err != nil {
-			return nil, fmt.Errorf("ledger quantity: %w", err)
 		}
 		for j := i + 1; j < len(usage); j++ { // the run's other tiers
 			if usage[j].SameRun(e) {
 				done[j] = true
 			}
 		}
-		for _, a := range adjustments {
-			if !a.SameRun(e) {
-				continue
-			}
-			q, err := ParseValue(a.Quantity)
-			if err != nil {
-				return nil, fmt.Errorf("ledger quantity: %w", err)
-			}
-			if q.Cmp(billed) > 0 {
-				billed = q
-			}
+		billed, err := billedQuantity(e, usage, adjustments)
+		if err != nil {
+			return nil, err
 		}
 		spec := m.spec()
 		var runs []ledger.Run
@@ -1645,6 +1861,11 @@ func (h *Handler) item(inv StripeInvoice, acct uint64, a action, pending bool) (
 	switch {
 	case a.base != nil:
 		desc, kind, base = a.line.Description, ledger.KindAdjustment, a.base.String()
+	case a.offset != nil && a.catchUp:
+		base = a.offset.String()
+		desc += fmt.Sprintf(" (%s, not billed before)", a.from.Format("2006-01-02"))
+	case a.offset != nil:
+		base = a.offset.String()
 	case a.catchUp:
 		desc += fmt.Sprintf(" (%s, not billed before)", a.from.Format("2006-01-02"))
 	}

@@ -425,3 +425,37 @@ func TestUnfinishedRunIsFinishedLater(t *testing.T) {
 		})
 	}
 }
+
+// TestIncludedUnitsApplyPerBillingPeriod: a manual invoice bills part of March, the renewal the
+// rest. Together they bill March's storage as if priced once (2040 cents), not with the 100
+// free GB-days and the tiers granted twice; and usage that arrives late for the manual part is
+// priced at the top of the month's tiers, once.
+func TestIncludedUnitsApplyPerBillingPeriod(t *testing.T) {
+	b := newBridge(t, billPlan[1:]) // storage: 100 free, then 2¢ to 1000, then 1¢
+	b.record(t, 42, date(2026, 3, 1), date(2026, 5, 1), 0, "40")
+	b.stripe.AddSubscription(stripefake.Subscription{ID: "sub_cus_a", Customer: "cus_a", StartDate: date(2026, 3, 1).Unix()})
+	manual := b.invoice("in_manual", "cus_a", 42, "draft", date(2026, 3, 1), date(2026, 3, 15))
+	b.deliverAs(t, manual, "manual") // 14 days: 560 GB-days
+	mar := b.invoice("in_mar", "cus_a", 42, "draft", date(2026, 3, 1), date(2026, 4, 1))
+	b.deliverAs(t, mar, "subscription_cycle")
+	if cents, _ := storageBilled(b, "2026-03"); cents != 2040 {
+		t.Errorf("March's storage billed %d cents over two invoices, want 2040 (the month priced once)", cents)
+	}
+	// 100 GB-days arrive late for March 5, inside the manual invoice's part: at the top of the
+	// month's 1240 they are in the 1¢ tier.
+	ingestAll(t, b.meter, []meterbill.Event{{Account: 42, Metric: gbDays.Code, Value: meterbill.Units(100), Time: date(2026, 3, 5).Add(time.Hour)}})
+	apr := b.invoice("in_apr", "cus_a", 42, "draft", date(2026, 4, 1), date(2026, 5, 1))
+	b.deliverAs(t, apr, "subscription_cycle")
+	var late []int64
+	for _, it := range b.stripe.InvoiceItems("in_apr") {
+		if it.Metadata["meterbill_kind"] == "adjustment" {
+			late = append(late, it.Amount)
+		}
+	}
+	if diff := cmp.Diff([]int64{100}, late); diff != "" {
+		t.Errorf("late-usage adjustments on April's invoice (-want +got):\n%s", diff)
+	}
+	if cents, covered := storageBilled(b, "2026-03"); cents != 2040 || covered["2026-03-05"] != 1 || covered["2026-03-25"] != 1 {
+		t.Errorf("March: %d cents on its runs, March 5 covered %d times, March 25 %d; want 2040, 1, 1", cents, covered["2026-03-05"], covered["2026-03-25"])
+	}
+}

@@ -23,8 +23,11 @@
 //	                     with: "tier:quantity:unit price:amount" joined by ";", continued in
 //	                     meterbill_lines_2, meterbill_lines_3, … past 500 characters
 //	meterbill_kind       only on late-usage adjustments: "adjustment"
-//	meterbill_base       only on adjustments: the run's quantity billed before this line;
-//	                     meterbill_quantity is then the run's quantity billed including it
+//	meterbill_base       on adjustments: the run's quantity billed before this line;
+//	                     meterbill_quantity is then the run's quantity billed including it.
+//	                     On a run priced on top of other items of its billing period: the
+//	                     quantity they billed; the run covers them too, and its lines bill the
+//	                     price of meterbill_quantity less the price of meterbill_base
 //
 // A "run" is a set of contiguous buckets of one metric (a DAY metric on a monthly invoice is one
 // run of about thirty buckets). The buckets one invoice bills for one metric are priced together,
@@ -210,6 +213,8 @@ func Encode(e Entry) (map[string]string, error) {
 	}
 	if e.Kind != "" {
 		md[KeyKind] = e.Kind
+	}
+	if e.Base != "" {
 		md[KeyBase] = e.Base
 	}
 	if e.Plan != "" {
@@ -373,6 +378,13 @@ func Key(customer string, account uint64, metric string, from, to time.Time, tie
 		fmt.Fprintf(&b, "-r%d", gen)
 	}
 	return b.String()
+}
+
+// StackedKey returns the idempotency key of one line of a run priced on top of what other items
+// billed in its period (base): the run's key, told apart by the base so that it never meets the
+// key of a run priced alone.
+func StackedKey(customer string, account uint64, metric string, from, to time.Time, tier int, base string, gen int) string {
+	return Key(customer, account, metric, from, to, tier, gen) + fmt.Sprintf("-on%x", fnv64(base))
 }
 
 // AdjustmentKey returns the idempotency key of a late-usage adjustment of one run: deterministic
