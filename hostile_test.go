@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -426,6 +427,59 @@ func TestHostileWebhooks(t *testing.T) {
 				t.Errorf("the error body leaks internal text: %q", w.Body.String())
 			}
 			f.assertNoSecrets(t, w.Body.String())
+		})
+	}
+}
+
+// TestUnsignedWebhookReadsNoBody: a request whose Stripe-Signature header cannot verify,
+// whatever its body, is refused before a byte of the body is read or hashed, so a flood of
+// unsigned or replayed requests costs no body reads. A fresh header does make the handler read
+// (up to its cap).
+func TestUnsignedWebhookReadsNoBody(t *testing.T) {
+	now := time.Now()
+	sig := func(at time.Time) string {
+		return webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: []byte("x"), Secret: secret, Timestamp: at}).Header
+	}
+	fresh := sig(now)
+	tests := []struct {
+		name       string
+		header     string // "" sends none
+		wantStatus int
+		wantLog    string
+		wantRead   int64 // bytes of the body read
+	}{
+		{name: "no header", wantStatus: 400, wantLog: "no Stripe-Signature header"},
+		{name: "stale", header: sig(now.Add(-6 * time.Minute)), wantStatus: 400, wantLog: "wasn't within tolerance"},
+		{name: "future", header: sig(now.Add(time.Hour)), wantStatus: 400, wantLog: "timestamp is in the future"},
+		{name: "malformed", header: "t=abc,v1=00", wantStatus: 400, wantLog: "invalid Stripe-Signature header"},
+		{name: "no v1", header: "t=" + strconv.FormatInt(now.Unix(), 10), wantStatus: 400, wantLog: "no valid signature"},
+		{name: "two t parts", header: fresh + ",t=" + strconv.FormatInt(now.Unix(), 10), wantStatus: 400, wantLog: "exactly one t= part"},
+		{name: "fresh header: the body is read, up to the cap", header: fresh, wantStatus: 413, wantLog: "webhook body too large", wantRead: 1<<20 + 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newHostileFixture(t)
+			body := &lazyBody{remaining: 1 << 30}
+			req := httptest.NewRequest(http.MethodPost, "/webhook", body)
+			if tt.header != "" {
+				req.Header.Set("Stripe-Signature", tt.header)
+			}
+			w := httptest.NewRecorder()
+			f.handler.ServeHTTP(w, req)
+			got := struct {
+				Status int
+				Read   int64
+			}{w.Code, body.read}
+			want := struct {
+				Status int
+				Read   int64
+			}{tt.wantStatus, tt.wantRead}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("status and body bytes read mismatch (-want +got):\n%s", diff)
+			}
+			if line := f.logs.find(t, slog.LevelWarn, tt.wantLog); line == "" {
+				t.Errorf("no warning containing %q; logs:\n%s", tt.wantLog, f.logs)
+			}
 		})
 	}
 }

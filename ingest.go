@@ -27,19 +27,26 @@ var (
 	ErrQueueFull = errors.New("meterbill: recorder queue full")
 	// ErrClosed reports an event recorded after [Recorder.Close].
 	ErrClosed = errors.New("meterbill: recorder closed")
-	// ErrUndelivered reports accepted events the recorder gave up on: at Close when its context
-	// ended first, or when the meter refused them permanently. The events go to the
-	// [WithDeliveryErrorHandler] handler.
+	// ErrUndelivered reports accepted events the recorder gave up on that the meter does not
+	// hold: refused by the meter for good, or never sent because Close's context ended first.
+	// The events go to the [WithDeliveryErrorHandler] handler.
 	ErrUndelivered = errors.New("meterbill: events undelivered")
+	// ErrUnconfirmed reports accepted events the recorder gave up on after sending them at least
+	// once without a success, so that the meter may hold them: a request cut off by Close's
+	// deadline, or an earlier attempt whose reply was lost. The events go to the
+	// [WithDeliveryErrorHandler] handler with this error, not [ErrUndelivered]: replaying them
+	// can double them, unless the replay reaches a meter that still deduplicates them (same
+	// Time, same node, soon).
+	ErrUnconfirmed = errors.New("meterbill: events unconfirmed")
 )
 
 // Recorder sends usage events to a [Meter] in the background: Record only validates, stamps and
 // queues, so no caller waits on the meter. A goroutine delivers the queue in batches of one
 // partition (account % 256) each, when a batch's worth is queued or every interval, retrying
 // transient failures with the same events (same timestamps, so the meter deduplicates any that
-// arrived twice) until they are delivered, refused for good, or Close's context ends. Every event
-// Record accepted is delivered, or handed to the [WithDeliveryErrorHandler] handler; none is
-// dropped silently.
+// arrived twice) until they are delivered, refused for good, or Close's context ends; once it has
+// ended, the meter is not called again. Every event Record accepted is delivered, or handed to
+// the [WithDeliveryErrorHandler] handler; none is dropped silently.
 //
 // A Recorder is safe for concurrent use. Call Close to stop it; it owns a goroutine.
 type Recorder struct {
@@ -53,7 +60,7 @@ type Recorder struct {
 	backoff backoff.Policy
 	scratch []Event // deliver's partition-ordered copy; the flusher goroutine's alone
 
-	enqueued, delivered, duplicates, retried, rejected, failed atomic.Uint64
+	enqueued, delivered, duplicates, retried, rejected, failed, unconfirmed atomic.Uint64
 
 	closeOnce sync.Once
 	closeErr  error
@@ -61,13 +68,14 @@ type Recorder struct {
 
 // RecorderStats counts what a [Recorder] did since it started.
 type RecorderStats struct {
-	Enqueued   uint64 // events Record accepted
-	Delivered  uint64 // events the meter has, duplicates included
-	Duplicates uint64 // of those, events the meter already had (retries that arrived twice)
-	Retried    uint64 // batch attempts that failed transiently and were retried
-	Rejected   uint64 // events Record refused: invalid, unknown metric, queue full or closed
-	Failed     uint64 // accepted events given up on (see ErrUndelivered)
-	QueueDepth int    // events queued or being delivered now
+	Enqueued    uint64 // events Record accepted
+	Delivered   uint64 // events the meter has, duplicates included
+	Duplicates  uint64 // of those, events the meter already had (retries that arrived twice)
+	Retried     uint64 // batch attempts that failed transiently and were retried
+	Rejected    uint64 // events Record refused: invalid, unknown metric, queue full or closed
+	Failed      uint64 // accepted events given up on (see ErrUndelivered and ErrUnconfirmed)
+	Unconfirmed uint64 // of those, events sent at least once without a success: the meter may hold them
+	QueueDepth  int    // events queued or being delivered now
 }
 
 // NewRecorder defines metrics on meter (idempotently) and starts a recorder for them; events for
@@ -187,30 +195,60 @@ func (r *Recorder) Flush(ctx context.Context) error {
 	return nil
 }
 
-// Close stops intake, delivers everything queued, and returns. If ctx ends first, it gives up
-// on what is left and hands it to the [WithDeliveryErrorHandler] handler. Close is the final
-// account: it returns nil only if every event Record accepted was delivered, and otherwise an
-// error wrapping [ErrUndelivered] that says how many were not (those refused by the meter
-// earlier included). Close is idempotent: later calls return the first call's result.
+// Close stops intake, delivers everything queued, and returns. If ctx ends first (or has already
+// ended), it calls the meter no more, gives up on what is left and hands it to the
+// [WithDeliveryErrorHandler] handler: events never sent wrapped in [ErrUndelivered], events sent
+// without a success (the meter may hold them) in [ErrUnconfirmed]. Close is the final account: it
+// returns nil only if every event Record accepted was delivered, and otherwise an error wrapping
+// [ErrUndelivered], [ErrUnconfirmed] or both, that says how many of each (those refused by the
+// meter earlier included), and ctx's error if it ended first. Close is idempotent: later calls
+// return the first call's result.
 func (r *Recorder) Close(ctx context.Context) error {
 	r.closeOnce.Do(func() {
 		err := r.q.Close(ctx)
-		n := r.failed.Load()
-		switch {
-		case err != nil:
-			r.closeErr = fmt.Errorf("%w: %d of %d events: %w", ErrUndelivered, n, r.enqueued.Load(), err)
-		case n > 0:
-			r.closeErr = fmt.Errorf("%w: %d of %d events", ErrUndelivered, n, r.enqueued.Load())
+		total, failed, unconfirmed := r.enqueued.Load(), r.failed.Load(), r.unconfirmed.Load()
+		var ce closeError
+		if n := failed - unconfirmed; n > 0 {
+			ce.add(fmt.Sprintf("%d of %d events", n, total), ErrUndelivered)
 		}
+		if unconfirmed > 0 {
+			ce.add(fmt.Sprintf("%d of %d events, which the meter may hold", unconfirmed, total), ErrUnconfirmed)
+		}
+		if len(ce.errs) == 0 { // everything delivered, even if ctx ended on an empty queue
+			return
+		}
+		if err != nil {
+			ce.msg += ": " + err.Error()
+			ce.errs = append(ce.errs, err)
+		}
+		r.closeErr = &ce
 	})
 	return r.closeErr
 }
+
+// closeError is Close's account: one line, wrapping each sentinel it names and ctx's error.
+type closeError struct {
+	msg  string
+	errs []error
+}
+
+func (e *closeError) add(what string, sentinel error) {
+	if e.msg != "" {
+		e.msg += "; "
+	}
+	e.msg += sentinel.Error() + ": " + what
+	e.errs = append(e.errs, sentinel)
+}
+
+func (e *closeError) Error() string   { return e.msg }
+func (e *closeError) Unwrap() []error { return e.errs }
 
 // Stats returns the recorder's counters.
 func (r *Recorder) Stats() RecorderStats {
 	return RecorderStats{
 		Enqueued: r.enqueued.Load(), Delivered: r.delivered.Load(), Duplicates: r.duplicates.Load(),
-		Retried: r.retried.Load(), Rejected: r.rejected.Load(), Failed: r.failed.Load(), QueueDepth: r.q.Depth(),
+		Retried: r.retried.Load(), Rejected: r.rejected.Load(), Failed: r.failed.Load(), Unconfirmed: r.unconfirmed.Load(),
+		QueueDepth: r.q.Depth(),
 	}
 }
 
@@ -249,16 +287,22 @@ func (r *Recorder) deliver(ctx context.Context, snapshot [][]Event) {
 			props += len(events[end].Properties)
 			end++
 		}
-		r.send(ctx, events[start:end])
+		r.send(ctx, events[start:end], false)
 		start = end
 	}
 }
 
 // send delivers one batch, retrying transient failures until ctx ends. A batch the meter refuses
 // for good is split to find the events at fault, so one bad event cannot take its neighbours
-// down with it.
-func (r *Recorder) send(ctx context.Context, events []Event) {
+// down with it. Once ctx has ended the meter is not called again. A batch given up on is
+// undelivered if no attempt to send it was made (sent is false, and none here), and unconfirmed
+// otherwise, since an attempt that failed may still have been applied.
+func (r *Recorder) send(ctx context.Context, events []Event, sent bool) {
 	for attempt := 1; ; attempt++ {
+		if err := ctx.Err(); err != nil { // Close's context ended: what is left stays here
+			r.abandon(sent || attempt > 1, err, events)
+			return
+		}
 		res, err := r.meter.Ingest(ctx, events)
 		switch {
 		case err == nil:
@@ -267,27 +311,47 @@ func (r *Recorder) send(ctx context.Context, events []Event) {
 			count(r.o.observer, EventsDelivered, len(events))
 			count(r.o.observer, EventsDuplicate, res.Duplicates)
 			return
-		case ctx.Err() != nil: // Close's context ended: what is left is undelivered, as a whole
-			r.giveUp(fmt.Errorf("%w: gave up at close: %w", ErrUndelivered, err), events)
+		case ctx.Err() != nil: // Close's context ended during the call, which may have landed
+			r.abandon(true, err, events)
 			return
 		case permanent(err) && len(events) > 1:
+			// A refusal means nothing here was applied, but an earlier attempt without an
+			// answer may have been: the halves inherit sent.
 			half := len(events) / 2
-			r.send(ctx, events[:half])
-			r.send(ctx, events[half:])
+			r.send(ctx, events[:half], sent || attempt > 1)
+			r.send(ctx, events[half:], sent || attempt > 1)
+			return
+		case permanent(err) && (sent || attempt > 1):
+			r.unconfirm(err, events)
 			return
 		case permanent(err):
 			r.giveUp(err, events)
 			return
 		}
 		r.retried.Add(1)
-		if ctx.Err() == nil { // else Close's context ended: giveUp logs it
-			r.o.logger.Warn("meterbill: meter ingest failed; retrying", "events", len(events), "attempt", attempt, "err", err)
-		}
+		r.o.logger.Warn("meterbill: meter ingest failed; retrying", "events", len(events), "attempt", attempt, "err", err)
 		if werr := backoff.Sleep(ctx, r.backoff.Wait(attempt)); werr != nil {
-			r.giveUp(fmt.Errorf("%w: gave up retrying at close: %w", ErrUndelivered, err), events)
+			r.abandon(true, err, events)
 			return
 		}
 	}
+}
+
+// abandon gives up on a batch at Close's deadline: undelivered if no attempt to send it was
+// made, unconfirmed if one was.
+func (r *Recorder) abandon(sent bool, err error, events []Event) {
+	if !sent {
+		r.giveUp(fmt.Errorf("%w: not sent: Close's context ended first: %w", ErrUndelivered, err), events)
+		return
+	}
+	r.unconfirm(fmt.Errorf("sent without a success before Close's context ended: %w", err), events)
+}
+
+// unconfirm gives up on a batch the meter may hold.
+func (r *Recorder) unconfirm(err error, events []Event) {
+	r.unconfirmed.Add(uint64(len(events)))
+	count(r.o.observer, EventsUnconfirmed, len(events))
+	r.giveUp(fmt.Errorf("%w: %w", ErrUnconfirmed, err), events)
 }
 
 // permanent reports whether the meter refused events for reasons a retry cannot change: one of
@@ -304,7 +368,7 @@ func permanent(err error) bool {
 func (r *Recorder) giveUp(err error, events []Event) {
 	r.failed.Add(uint64(len(events)))
 	count(r.o.observer, EventsFailed, len(events))
-	if !errors.Is(err, ErrUndelivered) {
+	if !errors.Is(err, ErrUndelivered) && !errors.Is(err, ErrUnconfirmed) {
 		err = fmt.Errorf("%w: %w", ErrUndelivered, err)
 	}
 	if r.o.deliveryErr != nil {

@@ -754,6 +754,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, http.StatusText(http.StatusMethodNotAllowed), http.StatusMethodNotAllowed)
 		return
 	}
+	// A header that cannot verify costs no body read and no HMAC.
+	if err := stripeevent.CheckHeader(r.Header.Get("Stripe-Signature"), h.o.tolerance, h.o.now()); err != nil {
+		h.fail(w, r, fmt.Errorf("%w: %w", ErrBadSignature, err))
+		return
+	}
 	payload, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.o.maxBody))
 	if err != nil {
 		var tooLarge *http.MaxBytesError

@@ -443,9 +443,14 @@ var _ Meter = (*MemoryMeter)(nil)
 // silently: events for undefined metrics and redefinitions that would re-bucket existing data are
 // refused with an error.
 //
-// It keeps everything in memory for the life of the process, including every dedup key (as a
-// Unimeter node does until it restarts). It is safe for concurrent use. The zero value is not
-// usable; call [NewMemoryMeter].
+// It keeps aggregates in memory for the life of the process: it suits tests, examples and a
+// single process whose usage may be lost with it, not production billing. Unlike a Unimeter node,
+// which remembers every dedup key until it restarts, it keeps them for a 24-hour window counted
+// from each event's arrival: an event equal in (metric, account, time, value) to one stored less
+// than 24 hours earlier is always a duplicate; one stored 48 hours or more earlier is stored
+// again; in between, either. So memory is the aggregates plus the keys of the last one to two
+// days (under 100 bytes an event), not every key ever stored. It is safe for concurrent use. The
+// zero value is not usable; call [NewMemoryMeter].
 type MemoryMeter struct {
 	// mu orders Define against Ingest, so a definition cannot change under a batch being
 	// validated against it. Ingests share it.

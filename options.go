@@ -281,9 +281,11 @@ func WithLane(n int) Option {
 	return option{"WithLane", forRecorder, func(o *options) { o.lane = n }}
 }
 
-// WithDeliveryErrorHandler receives the events the recorder gives up on, with the reason (an
-// error wrapping [ErrUndelivered]): events the meter refused for good, and events still queued
-// when Close's context ended. Persist them to replay later, or alert. It runs on the recorder's
+// WithDeliveryErrorHandler receives the events the recorder gives up on, with the reason: an
+// error wrapping [ErrUndelivered] for events the meter does not hold (refused for good, or never
+// sent because Close's context ended first), or [ErrUnconfirmed] for events sent at least once
+// without a success, which the meter may hold. Persist the first kind to replay later;
+// replaying the second can double them, so reconcile those first, or alert. It runs on the recorder's
 // goroutine. It applies to [NewRecorder]. Defaults to logging them at error level.
 func WithDeliveryErrorHandler(f func(err error, events []Event)) Option {
 	return option{"WithDeliveryErrorHandler", forRecorder, func(o *options) { o.deliveryErr = f }}
@@ -367,8 +369,12 @@ const (
 	// EventsDuplicate counts, of the delivered events, those the meter already had: retries
 	// that arrived twice.
 	EventsDuplicate MeasurementKind = "events_duplicate"
-	// EventsFailed counts accepted events the recorder gave up on (see [ErrUndelivered]).
+	// EventsFailed counts accepted events the recorder gave up on (see [ErrUndelivered] and
+	// [ErrUnconfirmed]).
 	EventsFailed MeasurementKind = "events_failed"
+	// EventsUnconfirmed counts, of the failed events, those the recorder had sent at least once
+	// without a success: the meter may hold them (see [ErrUnconfirmed]).
+	EventsUnconfirmed MeasurementKind = "events_unconfirmed"
 	// EventsRejected counts events Record refused: invalid, unknown metric, queue full or closed.
 	EventsRejected MeasurementKind = "events_rejected"
 	// InvoicesHandled counts one invoice handled, by the webhook or [Handler.BillInvoice], with

@@ -677,3 +677,173 @@ func TestRecorderGivesUpOnAClosedMeter(t *testing.T) {
 		t.Errorf("stats %+v: want the event failed", st)
 	}
 }
+
+// TestUnimeterIngestWithEndedContextSendsNothing: Ingest with a context that has already ended
+// returns its error and writes nothing, even with idle connections ready (issue 13: of 200 such
+// calls, 199 failed and the node stored 192).
+func TestUnimeterIngestWithEndedContextSendsNothing(t *testing.T) {
+	noLeaks(t)
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	expired, cancel2 := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+	defer cancel2()
+	tests := []struct {
+		name    string
+		ctx     context.Context
+		wantErr error
+	}{
+		{name: "cancelled", ctx: cancelled, wantErr: context.Canceled},
+		{name: "deadline passed", ctx: expired, wantErr: context.DeadlineExceeded},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := startFake(t, unimetertest.Options{Nodes: 3})
+			m := dialFake(t, c)
+			ctx := context.Background()
+			if err := m.Define(ctx, calls); err != nil {
+				t.Fatal(err)
+			}
+			const accounts = 12
+			// Warm up: every node has idle connections and knows the metric.
+			for acct := uint64(1); acct <= accounts; acct++ {
+				if _, err := m.Ingest(ctx, []meterbill.Event{{Account: acct, Metric: calls.Code, Value: meterbill.Units(1), Time: at(2026, 4, 1, 0, 0)}}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// sent counts the ingest requests that reached a node, and the events stored.
+			sent := func() (requests, stored int) {
+				for i := range 3 {
+					st := c.Stats(i)
+					requests += st.Requests[unimeter.PacketIngestAsync]
+					stored += st.Stored
+				}
+				return requests, stored
+			}
+			requestsBefore, storedBefore := sent()
+			errs := 0
+			for i := range 200 {
+				e := meterbill.Event{Account: uint64(i%accounts + 1), Metric: calls.Code, Value: meterbill.Units(1), Time: at(2026, 4, 2, 0, 0).Add(time.Duration(i) * time.Microsecond)}
+				if _, err := m.Ingest(tt.ctx, []meterbill.Event{e}); errors.Is(err, tt.wantErr) {
+					errs++
+				}
+			}
+			// A request written before the fix is applied while the client gives up on it, so the
+			// nodes may count it a moment after Ingest returned: give them that moment.
+			time.Sleep(100 * time.Millisecond)
+			requests, stored := sent()
+			type outcome struct{ Errors, Requests, Stored int }
+			got := outcome{errs, requests - requestsBefore, stored - storedBefore}
+			if diff := cmp.Diff(outcome{Errors: 200}, got); diff != "" {
+				t.Errorf("calls returning the context's error, ingest requests and events reaching the nodes (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestRecorderCloseReportsOnlyWhatTheMeterLacks: once Close's context has ended the recorder
+// calls the meter no more, and what it hands to WithDeliveryErrorHandler as undelivered is
+// exactly what the cluster does not hold: no event is both stored and reported undelivered, and
+// none is neither stored nor reported. A batch whose request the deadline cut off is reported
+// as unconfirmed, since the node may have applied it (issue 13: such batches were reported as
+// undelivered, and a replay doubled them).
+func TestRecorderCloseReportsOnlyWhatTheMeterLacks(t *testing.T) {
+	noLeaks(t)
+	ingest := unimeter.PacketIngestAsync
+	tests := []struct {
+		name string
+		// delay, when set, holds every ingest's reply that long after the node applied it.
+		delay time.Duration
+		// closeTimeout is Close's context's timeout; 0 means a context that ended before Close.
+		closeTimeout time.Duration
+		// exact says the outcome is known: nothing stored, everything reported undelivered.
+		exact bool
+	}{
+		{name: "context ended before Close", exact: true},
+		{name: "deadline cuts a request the node applied", delay: 10 * time.Second, closeTimeout: 300 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := startFake(t, unimetertest.Options{Nodes: 3})
+			m := dialFake(t, c)
+			type report struct{ Undelivered, Unconfirmed int }
+			var mu sync.Mutex
+			reported := map[uint64]report{}
+			rec, err := meterbill.NewRecorder(context.Background(), m, []meterbill.Metric{calls},
+				meterbill.WithFlushInterval(time.Hour), meterbill.WithRetryBackoff(time.Millisecond, 5*time.Millisecond),
+				meterbill.WithDeliveryErrorHandler(func(err error, events []meterbill.Event) {
+					mu.Lock()
+					defer mu.Unlock()
+					for _, e := range events {
+						r := reported[e.Account]
+						switch {
+						case errors.Is(err, meterbill.ErrUnconfirmed) && !errors.Is(err, meterbill.ErrUndelivered):
+							r.Unconfirmed++
+						case errors.Is(err, meterbill.ErrUndelivered) && !errors.Is(err, meterbill.ErrUnconfirmed):
+							r.Undelivered++
+						default:
+							t.Errorf("handler error %v wraps neither or both of ErrUndelivered and ErrUnconfirmed", err)
+						}
+						reported[e.Account] = r
+					}
+				}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.delay > 0 {
+				for node := range 3 {
+					c.Inject(node, unimetertest.Fault{Kind: unimetertest.FaultDelay, Delay: tt.delay, Packet: &ingest, Count: 1000})
+				}
+			}
+			// 64 partitions, one batch each, all queued: less than a batch's worth in total, and
+			// no tick within the test, so nothing is sent before Close.
+			const accounts, perAccount = 64, 5
+			for acct := uint64(1); acct <= accounts; acct++ {
+				for i := range perAccount {
+					e := meterbill.Event{Account: acct, Metric: calls.Code, Value: meterbill.Units(1), Time: at(2026, 4, 3, 0, 0).Add(time.Duration(i) * time.Microsecond)}
+					if err := rec.Record(context.Background(), e); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			if tt.closeTimeout > 0 {
+				ctx, cancel = context.WithTimeout(context.Background(), tt.closeTimeout)
+			}
+			defer cancel()
+			if tt.closeTimeout == 0 {
+				cancel()
+			}
+			closeErr := rec.Close(ctx)
+
+			var undelivered, unconfirmed int
+			start, end := date(2026, 4, 1).UnixNano(), date(2026, 5, 1).UnixNano()
+			for acct := uint64(1); acct <= accounts; acct++ {
+				stored := int(c.Query(c.Leader(uint16(acct%256)), acct, calls.Code, start, end).Count)
+				r := reported[acct]
+				undelivered += r.Undelivered
+				unconfirmed += r.Unconfirmed
+				switch {
+				case stored > 0 && r.Undelivered > 0:
+					t.Errorf("account %d: %d events stored and %d reported undelivered", acct, stored, r.Undelivered)
+				case stored == 0 && r.Undelivered+r.Unconfirmed != perAccount:
+					t.Errorf("account %d: nothing stored, %+v reported, want all %d reported", acct, r, perAccount)
+				case tt.exact && (stored != 0 || r != report{Undelivered: perAccount}):
+					t.Errorf("account %d: %d stored, %+v reported; want none stored, all undelivered", acct, stored, r)
+				}
+			}
+			st := rec.Stats()
+			got := struct{ Failed, Unconfirmed uint64 }{st.Failed, st.Unconfirmed}
+			want := struct{ Failed, Unconfirmed uint64 }{uint64(undelivered + unconfirmed), uint64(unconfirmed)}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("stats against the handler's reports (-want +got):\n%s", diff)
+			}
+			if undelivered > 0 && (!errors.Is(closeErr, meterbill.ErrUndelivered) || !strings.Contains(closeErr.Error(), fmt.Sprintf("%d of %d events", undelivered, accounts*perAccount))) {
+				t.Errorf("Close = %v, want ErrUndelivered for %d events", closeErr, undelivered)
+			}
+			if unconfirmed > 0 && !errors.Is(closeErr, meterbill.ErrUnconfirmed) {
+				t.Errorf("Close = %v, want ErrUnconfirmed", closeErr)
+			}
+			t.Logf("%d events reported undelivered, %d unconfirmed; Close: %v", undelivered, unconfirmed, closeErr)
+		})
+	}
+}

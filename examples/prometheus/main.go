@@ -82,11 +82,12 @@ func newObserver(reg prometheus.Registerer) *observer {
 		}, []string{"op", "status"}),
 	}
 	help := map[meterbill.MeasurementKind]string{
-		meterbill.EventsRecorded:  "Usage events the recorder accepted.",
-		meterbill.EventsDelivered: "Usage events the meter acknowledged, duplicates included.",
-		meterbill.EventsDuplicate: "Delivered usage events the meter already had.",
-		meterbill.EventsFailed:    "Accepted usage events the recorder gave up on.",
-		meterbill.EventsRejected:  "Usage events the recorder refused.",
+		meterbill.EventsRecorded:    "Usage events the recorder accepted.",
+		meterbill.EventsDelivered:   "Usage events the meter acknowledged, duplicates included.",
+		meterbill.EventsDuplicate:   "Delivered usage events the meter already had.",
+		meterbill.EventsFailed:      "Accepted usage events the recorder gave up on.",
+		meterbill.EventsUnconfirmed: "Failed usage events the meter may hold: sent without a success.",
+		meterbill.EventsRejected:    "Usage events the recorder refused.",
 	}
 	for kind, h := range help {
 		c := prometheus.NewCounter(prometheus.CounterOpts{Namespace: "meterbill", Name: string(kind) + "_total", Help: h})
@@ -101,7 +102,8 @@ func newObserver(reg prometheus.Registerer) *observer {
 // metrics are safe for concurrent use, so Observe is too.
 func (o *observer) Observe(m meterbill.Measurement) {
 	switch m.Kind {
-	case meterbill.EventsRecorded, meterbill.EventsDelivered, meterbill.EventsDuplicate, meterbill.EventsFailed, meterbill.EventsRejected:
+	case meterbill.EventsRecorded, meterbill.EventsDelivered, meterbill.EventsDuplicate, meterbill.EventsFailed,
+		meterbill.EventsUnconfirmed, meterbill.EventsRejected:
 		o.events[m.Kind].Add(float64(m.N))
 	case meterbill.InvoicesHandled:
 		o.invoices.WithLabelValues(string(m.Outcome)).Add(float64(m.N))

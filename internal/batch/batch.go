@@ -147,19 +147,27 @@ func (q *Queue[T]) Flush(ctx context.Context) error {
 
 // Close stops intake, delivers everything queued, and returns when done. If ctx ends first,
 // delivery is aborted (deliver's context is cancelled and the rest is handed to deliver to be
-// given up on) and Close returns ctx's error once the flusher has exited. Close is idempotent:
-// later calls wait for the first and return its result.
+// given up on) and Close returns ctx's error once the flusher has exited. A ctx that has ended
+// already cancels deliver's context before the final flush starts, so that flush sends nothing.
+// Close is idempotent: later calls wait for the first and return its result.
 func (q *Queue[T]) Close(ctx context.Context) error {
 	q.closeOnce.Do(func() {
 		q.mu.Lock()
 		q.closed = true
 		q.mu.Unlock()
+		ended := ctx.Err() != nil
+		if ended {
+			q.cancel()
+		}
 		close(q.stop)
 		select {
 		case <-q.done:
 		case <-ctx.Done():
 			q.cancel()
 			<-q.done
+			ended = true
+		}
+		if ended {
 			q.closeErr = ctx.Err()
 		}
 		q.cancel()

@@ -185,3 +185,31 @@ func TestFullQueue(t *testing.T) {
 		t.Errorf("delivered %d, want 5", got)
 	}
 }
+
+// TestCloseWithEndedContextDeliversNothing: a Close whose context has already ended hands the
+// queue to deliver with a context that has ended too, every time, so nothing is sent after it.
+func TestCloseWithEndedContextDeliversNothing(t *testing.T) {
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	for range 200 {
+		var liveAtFlush []int
+		q := New(100, 50, time.Hour, func(ctx context.Context, chunks [][]int) {
+			if ctx.Err() == nil {
+				for _, c := range chunks {
+					liveAtFlush = append(liveAtFlush, c...)
+				}
+			}
+		})
+		for i := range 10 {
+			if err := q.Put(context.Background(), i, true); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := q.Close(ended); !errors.Is(err, context.Canceled) {
+			t.Fatalf("Close = %v, want context.Canceled", err)
+		}
+		if diff := cmp.Diff([]int(nil), liveAtFlush); diff != "" {
+			t.Fatalf("items handed to deliver with a live context (-want +got):\n%s", diff)
+		}
+	}
+}

@@ -9,6 +9,10 @@
 // event's index in the batch, and a query for an unknown metric returns zeros. meterbill's public
 // MemoryMeter adds the stricter checks on top.
 //
+// Unlike the server, it does not remember dedup keys for ever: a key is kept for at least
+// [DedupWindow] after its event was stored (and at most twice that), so memory is bounded by the
+// events of the last one or two windows rather than growing with every event ever stored.
+//
 // Engine is safe for concurrent use. State is sharded by partition (account % 256), like the server.
 package memmeter
 
@@ -42,6 +46,16 @@ const (
 
 // Partitions is the number of partitions; an account's partition is account % Partitions.
 const Partitions = 256
+
+// DedupWindow is how long the engine remembers that it stored an event, by its engine clock: an
+// event equal in (metric, account, timestamp, value) to one stored less than DedupWindow earlier
+// is always recognised as a duplicate; one stored two windows ago or more is forgotten (keys are
+// dropped between one and two windows after they were stored) and is stored again. The window is
+// counted from when an event arrived, not from its timestamp, so back-filled and future-dated
+// events are deduplicated the same way. A day outlives any retry of the recorder (its backoff is
+// at most 5 s, and it stops at Close) and matches the 24 hours for which Stripe deduplicates
+// meter event identifiers.
+const DedupWindow = 24 * time.Hour
 
 // Schema is a metric definition as the server stores it.
 type Schema struct {
@@ -101,10 +115,33 @@ type bucket struct {
 }
 
 type shard struct {
-	mu   sync.Mutex
-	seen map[dedupKey]struct{}
-	aggs map[aggKey]*bucket
-	_    [40]byte // keep neighbouring shards' locks off one cache line
+	mu sync.Mutex
+	// seen holds the dedup keys stored in the window that started when the clock read since,
+	// prev those of the window before; older keys are dropped (see DedupWindow and rotate).
+	seen, prev map[dedupKey]struct{}
+	since      int64
+	aggs       map[aggKey]*bucket
+	_          [24]byte // keep neighbouring shards' locks off one cache line
+}
+
+// rotate moves the dedup keys to a new generation at each whole window of the clock since New:
+// seen holds the keys stored in the current window [since, since+DedupWindow), prev those of the
+// window before, and older keys are dropped. A key stored at t is therefore kept while the clock
+// reads less than t+DedupWindow (always) and dropped once it reads t+2*DedupWindow (by the next
+// ingest into its shard). The caller holds sh.mu and read now while holding it, so that the
+// readings of one shard are in the order its keys were stored.
+func (sh *shard) rotate(now int64) {
+	const w = int64(DedupWindow)
+	windows := (now - sh.since) / w
+	if windows < 1 {
+		return // and a clock that went back keeps the keys longer, never shorter
+	}
+	sh.prev = nil
+	if windows == 1 && len(sh.seen) > 0 {
+		sh.prev = sh.seen
+	}
+	sh.seen = map[dedupKey]struct{}{}
+	sh.since += windows * w
 }
 
 // Engine holds the metric registry and the aggregates. The zero value is not usable; call New.
@@ -114,20 +151,27 @@ type Engine struct {
 	indexes  map[string]uint32                 // code -> idx, never forgotten (guarded by regMu)
 	hasData  sync.Map                          // idx (uint32) -> struct{}: some bucket exists
 	shards   [Partitions]shard
-	now      func() int64
+	now      func() int64 // stamps events sent with timestamp 0
+	clock    func() int64 // ages dedup keys
 }
 
-// New returns an empty engine. now supplies the time for events sent with timestamp 0; nil means
-// the wall clock.
+// New returns an empty engine. now supplies the time for events sent with timestamp 0, and the
+// clock [DedupWindow] is measured by; nil means the wall clock for the first and the monotonic
+// clock for the second, so that a wall clock stepped forward cannot drop keys early.
 func New(now func() int64) *Engine {
+	clock := now
 	if now == nil {
 		now = func() int64 { return time.Now().UnixNano() }
+		start := time.Now()
+		clock = func() int64 { return int64(time.Since(start)) }
 	}
-	e := &Engine{indexes: map[string]uint32{}, now: now}
+	e := &Engine{indexes: map[string]uint32{}, now: now, clock: clock}
 	empty := map[string]metric{}
 	e.registry.Store(&empty)
+	t := clock()
 	for i := range e.shards {
 		e.shards[i].seen = map[dedupKey]struct{}{}
+		e.shards[i].since = t
 		e.shards[i].aggs = map[aggKey]*bucket{}
 	}
 	return e
@@ -219,15 +263,24 @@ func (e *Engine) Ingest(events []Event) Result {
 			}
 			sh = next
 			sh.mu.Lock()
+			sh.rotate(e.clock()) // read under the lock, so a shard's readings never go back
 		}
-		k := dedupKey{code: ev.Metric, account: ev.Account, ts: ts, value: ev.Value}
+		m, ok := reg[ev.Metric]
+		code := ev.Metric
+		if ok {
+			code = m.Code // the registry's copy: keys share it instead of keeping each event's
+		}
+		k := dedupKey{code: code, account: ev.Account, ts: ts, value: ev.Value}
 		if _, dup := sh.seen[k]; dup {
+			res.Duplicates++
+			continue
+		}
+		if _, dup := sh.prev[k]; dup {
 			res.Duplicates++
 			continue
 		}
 		sh.seen[k] = struct{}{}
 		res.Stored++
-		m, ok := reg[ev.Metric]
 		if !ok {
 			res.Unknown++
 			continue
@@ -314,10 +367,11 @@ func (e *Engine) Query(account uint64, code string, start, end int64) AggValue {
 // ForgetDuplicates empties every node-local dedup set, as a server restart does: events re-sent
 // afterwards are stored again. The fake cluster uses it to model restarts.
 func (e *Engine) ForgetDuplicates() {
+	t := e.clock()
 	for i := range e.shards {
 		sh := &e.shards[i]
 		sh.mu.Lock()
-		sh.seen = map[dedupKey]struct{}{}
+		sh.seen, sh.prev, sh.since = map[dedupKey]struct{}{}, nil, t
 		sh.mu.Unlock()
 	}
 }

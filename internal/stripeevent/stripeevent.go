@@ -4,6 +4,7 @@
 package stripeevent
 
 import (
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,40 +18,99 @@ import (
 // ErrMalformed reports a signed body that is not a usable event.
 var ErrMalformed = errors.New("malformed event")
 
-// Verify checks the Stripe-Signature header against each secret through stripe-go's webhook
-// package (constant-time HMAC over every v1 signature, tolerance on the timestamp's age), and
-// also refuses timestamps more than tolerance in the future, which stripe-go accepts.
-func Verify(payload []byte, header string, secrets []string, tolerance time.Duration, now time.Time) error {
-	err := errors.New("no signing secret") // fail closed
-	for _, secret := range secrets {
-		err = webhook.ValidatePayloadWithTolerance(payload, header, secret, tolerance)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, webhook.ErrNoValidSignature) {
-			return err // the header or its age: no other secret helps
-		}
-	}
+// Header refusals of meterbill's own. The others are stripe-go's: webhook.ErrNotSigned,
+// webhook.ErrInvalidHeader, webhook.ErrTooOld and webhook.ErrNoValidSignature.
+var (
+	// ErrFuture reports a timestamp more than the tolerance ahead, which stripe-go accepts.
+	ErrFuture = errors.New("timestamp is in the future")
+	// ErrTimestamps reports a header without exactly one t part: stripe-go would sign-check the
+	// last one, and nothing else may then be read as the signing time.
+	ErrTimestamps = errors.New("webhook Stripe-Signature header needs exactly one t= part")
+)
+
+// CheckHeader refuses a Stripe-Signature header that cannot verify whatever the body: missing,
+// malformed, without exactly one t part or any v1 signature, or with a timestamp more than
+// tolerance away from now in either direction. It reads no body and costs no HMAC, so a handler
+// calls it before reading the request. [Verify] calls it too.
+func CheckHeader(header string, tolerance time.Duration, now time.Time) error {
+	at, err := signedAt(header)
 	if err != nil {
 		return err
 	}
-	if t, ok := signedAt(header); !ok || t.After(now.Add(tolerance)) {
-		return errors.New("timestamp is in the future")
+	switch {
+	case now.Sub(at) > tolerance: // as stripe-go: time.Since(t) > tolerance
+		return webhook.ErrTooOld
+	case at.Sub(now) > tolerance:
+		return ErrFuture
 	}
 	return nil
 }
 
-// signedAt returns the t= timestamp of a Stripe-Signature header: the last one, as stripe-go
-// reads it.
-func signedAt(header string) (time.Time, bool) {
-	t, ok := time.Time{}, false
-	for part := range strings.SplitSeq(header, ",") {
-		if v, found := strings.CutPrefix(strings.TrimSpace(part), "t="); found {
-			sec, err := strconv.ParseInt(v, 10, 64)
-			t, ok = time.Unix(sec, 0), err == nil
+// Verify checks the Stripe-Signature header: first [CheckHeader], against now, then the HMAC
+// against each secret through stripe-go's webhook package (constant-time, every v1 signature
+// tried, so secrets can be rolled). The HMAC is checked over the very timestamp CheckHeader
+// checked, because both read the header the same way and a header has only one t.
+func Verify(payload []byte, header string, secrets []string, tolerance time.Duration, now time.Time) error {
+	if err := CheckHeader(header, tolerance, now); err != nil {
+		return err
+	}
+	err := errors.New("no signing secret") // fail closed
+	for _, secret := range secrets {
+		// The timestamp's age was checked above, against now rather than the wall clock.
+		if err = webhook.ValidatePayloadIgnoringTolerance(payload, header, secret); err == nil {
+			return nil
+		}
+		if !errors.Is(err, webhook.ErrNoValidSignature) {
+			return err // the header: no other secret helps
 		}
 	}
-	return t, ok
+	return err
+}
+
+// signedAt returns the t= timestamp of a Stripe-Signature header, reading the header exactly as
+// stripe-go's parseSignatureHeader does: parts split on ",", each split on "=" into exactly two,
+// no trimming (so " t=1" is an unknown part, ignored), v1 values that are not hex skipped. It
+// refuses what stripe-go refuses, and also a header with no t part or more than one: stripe-go
+// signs over the last, and any other reading could then disagree with it.
+func signedAt(header string) (time.Time, error) {
+	if header == "" {
+		return time.Time{}, webhook.ErrNotSigned
+	}
+	var (
+		sec     int64
+		ts      int
+		signed  bool
+		invalid bool
+	)
+	for pair := range strings.SplitSeq(header, ",") {
+		k, v, ok := strings.Cut(pair, "=")
+		if !ok || strings.Contains(v, "=") {
+			invalid = true
+			continue
+		}
+		switch k {
+		case "t":
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				invalid = true
+				continue
+			}
+			sec, ts = n, ts+1
+		case "v1":
+			if _, err := hex.DecodeString(v); err == nil {
+				signed = true
+			}
+		}
+	}
+	switch {
+	case invalid:
+		return time.Time{}, webhook.ErrInvalidHeader
+	case !signed:
+		return time.Time{}, webhook.ErrNoValidSignature
+	case ts != 1:
+		return time.Time{}, ErrTimestamps
+	}
+	return time.Unix(sec, 0), nil
 }
 
 // Event is the envelope of a delivery.

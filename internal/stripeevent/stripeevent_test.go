@@ -1,13 +1,18 @@
 package stripeevent
 
 import (
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/stripe/stripe-go/v82/webhook"
 )
 
@@ -59,32 +64,98 @@ func TestDecode(t *testing.T) {
 }
 
 func TestVerify(t *testing.T) {
-	now := time.Now()
+	now := time.Now().Truncate(time.Second) // headers carry whole seconds
 	body := []byte(`{"id":"evt_1"}`)
 	header := func(at time.Time, secret string) string {
 		return webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: body, Secret: secret, Timestamp: at}).Header
 	}
+	// v1 is a valid signature of body at at, under whsec_a.
+	v1 := func(at time.Time) string {
+		return "v1=" + hex.EncodeToString(webhook.ComputeSignature(at, body, "whsec_a"))
+	}
+	unix := func(at time.Time) string { return strconv.FormatInt(at.Unix(), 10) }
+	future := now.Add(time.Hour)
 	tests := []struct {
 		name    string
 		header  string
 		secrets []string
 		wantOK  bool
+		wantErr error // when set, the error Verify must wrap
 	}{
 		{name: "current secret", header: header(now, "whsec_a"), secrets: []string{"whsec_a"}, wantOK: true},
 		{name: "second of two secrets", header: header(now, "whsec_b"), secrets: []string{"whsec_a", "whsec_b"}, wantOK: true},
-		{name: "no matching secret", header: header(now, "whsec_c"), secrets: []string{"whsec_a", "whsec_b"}},
-		{name: "stale", header: header(now.Add(-301*time.Second), "whsec_a"), secrets: []string{"whsec_a"}},
-		{name: "future", header: header(now.Add(301*time.Second), "whsec_a"), secrets: []string{"whsec_a"}},
+		{name: "no matching secret", header: header(now, "whsec_c"), secrets: []string{"whsec_a", "whsec_b"}, wantErr: webhook.ErrNoValidSignature},
+		{name: "stale", header: header(now.Add(-301*time.Second), "whsec_a"), secrets: []string{"whsec_a"}, wantErr: webhook.ErrTooOld},
+		{name: "at the tolerance's edge, in the past", header: header(now.Add(-300*time.Second), "whsec_a"), secrets: []string{"whsec_a"}, wantOK: true},
+		{name: "future", header: header(now.Add(301*time.Second), "whsec_a"), secrets: []string{"whsec_a"}, wantErr: ErrFuture},
 		{name: "slightly ahead is tolerated", header: header(now.Add(30*time.Second), "whsec_a"), secrets: []string{"whsec_a"}, wantOK: true},
-		{name: "empty header", header: "", secrets: []string{"whsec_a"}},
-		{name: "garbage header", header: "t=abc,v1=zz", secrets: []string{"whsec_a"}},
+		{name: "empty header", header: "", secrets: []string{"whsec_a"}, wantErr: webhook.ErrNotSigned},
+		{name: "garbage header", header: "t=abc,v1=zz", secrets: []string{"whsec_a"}, wantErr: webhook.ErrInvalidHeader},
 		{name: "no secrets", header: header(now, "whsec_a")},
+		{
+			// stripe-go reads " t=" as an unknown part and checks the HMAC over the first t; a
+			// parser that trims spaces would see a fresh time.
+			name:    "future signature with a fresh t written as an ignored part",
+			header:  "t=" + unix(future) + "," + v1(future) + ", t=" + unix(now),
+			secrets: []string{"whsec_a"}, wantErr: ErrFuture,
+		},
+		{
+			name:    "future signature followed by a second, fresh t",
+			header:  "t=" + unix(future) + "," + v1(future) + "," + v1(now) + ",t=" + unix(now),
+			secrets: []string{"whsec_a"}, wantErr: ErrTimestamps,
+		},
+		{
+			name:    "fresh signature with a second t",
+			header:  "t=" + unix(now) + "," + v1(now) + ",t=" + unix(now),
+			secrets: []string{"whsec_a"}, wantErr: ErrTimestamps,
+		},
+		{name: "no t", header: v1(now), secrets: []string{"whsec_a"}, wantErr: ErrTimestamps},
+		{name: "only \" t\"", header: " t=" + unix(now) + "," + v1(now), secrets: []string{"whsec_a"}, wantErr: ErrTimestamps},
+		{name: "no v1", header: "t=" + unix(now) + ",v0=00", secrets: []string{"whsec_a"}, wantErr: webhook.ErrNoValidSignature},
+		{name: "unknown parts are ignored, as by stripe-go", header: "t=" + unix(now) + ",v0=zz," + v1(now) + ",x=y", secrets: []string{"whsec_a"}, wantOK: true},
+		{name: "a part with two =", header: "t=" + unix(now) + "," + v1(now) + ",a=b=c", secrets: []string{"whsec_a"}, wantErr: webhook.ErrInvalidHeader},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			err := Verify(body, tt.header, tt.secrets, 300*time.Second, now)
 			if (err == nil) != tt.wantOK {
 				t.Errorf("Verify = %v, want ok %v", err, tt.wantOK)
+			}
+			if tt.wantErr != nil && !errors.Is(err, tt.wantErr) {
+				t.Errorf("Verify = %v, want an error wrapping %v", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// TestCheckHeaderAgreesWithVerify: CheckHeader, which reads no body, refuses whatever Verify
+// refuses for its header alone, and passes every header that verifies.
+func TestCheckHeaderAgreesWithVerify(t *testing.T) {
+	now := time.Unix(1_776_427_200, 0)
+	body := []byte(`{"id":"evt_1"}`)
+	sig := func(at time.Time) string {
+		return webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: body, Secret: "whsec_a", Timestamp: at}).Header
+	}
+	tests := []struct {
+		name    string
+		header  string
+		wantErr error
+	}{
+		{name: "fresh", header: sig(now)},
+		{name: "missing", header: "", wantErr: webhook.ErrNotSigned},
+		{name: "stale", header: sig(now.Add(-time.Hour)), wantErr: webhook.ErrTooOld},
+		{name: "future", header: sig(now.Add(time.Hour)), wantErr: ErrFuture},
+		{name: "malformed", header: "garbage", wantErr: webhook.ErrInvalidHeader},
+		{name: "two t", header: sig(now) + ",t=1", wantErr: ErrTimestamps},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := CheckHeader(tt.header, 300*time.Second, now)
+			if diff := cmp.Diff(tt.wantErr, err, cmpopts.EquateErrors()); diff != "" {
+				t.Errorf("CheckHeader error mismatch (-want +got):\n%s", diff)
+			}
+			if verr := Verify(body, tt.header, []string{"whsec_a"}, 300*time.Second, now); (verr == nil) != (tt.wantErr == nil) {
+				t.Errorf("Verify = %v, CheckHeader = %v: they disagree", verr, err)
 			}
 		})
 	}
@@ -117,14 +188,106 @@ func FuzzDecode(f *testing.F) {
 	})
 }
 
-// FuzzVerify: no panic on any header, and nothing unsigned passes.
+// FuzzVerify: no panic on any header, nothing unsigned passes, and a header that carries valid
+// signatures, laid out as the fuzzer likes (extra t parts, " t=" parts stripe-go ignores, any
+// order, the fuzzed header mixed in), is accepted only if the signed time is within the
+// tolerance: the same header without the signatures of times outside it is accepted too. A
+// plain header (one t and its signatures) signed within the tolerance is always accepted.
 func FuzzVerify(f *testing.F) {
-	f.Add("t=1,v1=00", []byte("x"))
-	f.Add("", []byte(""))
-	f.Add("t=99999999999999999999,v1=,v0=a", []byte("{}"))
-	f.Fuzz(func(t *testing.T, header string, payload []byte) {
-		if Verify(payload, header, []string{"whsec_fuzz"}, 300*time.Second, time.Now()) == nil {
+	f.Add("t=1,v1=00", []byte("x"), int64(0), int64(0), uint16(0))
+	f.Add("", []byte(""), int64(0), int64(0), uint16(0))
+	f.Add("t=99999999999999999999,v1=,v0=a", []byte("{}"), int64(0), int64(0), uint16(0))
+	// The issue's attack: t=<now+3600>,v1=<its signature>, t=<now>.
+	f.Add("", []byte(`{"id":"evt_1"}`), int64(3600), int64(0), uint16(layoutOtherT|layoutOtherSpace))
+	f.Add("", []byte(`{"id":"evt_1"}`), int64(3600), int64(0), uint16(layoutOtherT|layoutOtherSigned))
+	f.Add("", []byte(`{"id":"evt_1"}`), int64(-301), int64(0), uint16(layoutOtherT|layoutOtherFirst|layoutOtherSigned))
+	f.Add("v0=ab", []byte(`{}`), int64(299), int64(-5), uint16(layoutFuzzPart|layoutSignedSpace|layoutOtherT))
+	f.Add(" t=1776427200", []byte(`{}`), int64(7200), int64(0), uint16(layoutFuzzPart|layoutOtherSigned|layoutSigFirst|layoutV0))
+	const tolerance = 300 * time.Second
+	now := time.Unix(1_776_427_200, 0)
+	within := func(at time.Time) bool { return now.Sub(at) <= tolerance && at.Sub(now) <= tolerance }
+	all := func(time.Time) bool { return true }
+	f.Fuzz(func(t *testing.T, header string, payload []byte, signedOff, otherOff int64, layout uint16) {
+		if Verify(payload, header, []string{"whsec_fuzz"}, tolerance, time.Now()) == nil {
 			t.Fatalf("an arbitrary header verified: %q", header)
 		}
+		// Offsets in seconds from now, kept far from overflow; a few land within the tolerance.
+		signedOff %= 1 << 40
+		otherOff %= 1 << 40
+		signedAt, otherAt := now.Add(time.Duration(signedOff)*time.Second), now.Add(time.Duration(otherOff)*time.Second)
+		secrets := []string{"whsec_other", "whsec_fuzz"}
+		built := signedLayout(payload, header, signedAt, otherAt, layout, all)
+		err := Verify(payload, built, secrets, tolerance, now)
+		if err == nil {
+			if fresh := signedLayout(payload, header, signedAt, otherAt, layout, within); Verify(payload, fresh, secrets, tolerance, now) != nil {
+				t.Fatalf("accepted %q on the signature of a time not within %v of %d (signed at %d and %d)", built, tolerance, now.Unix(), signedAt.Unix(), otherAt.Unix())
+			}
+		}
+		if err != nil && layout&layoutPlain == 0 && within(signedAt) {
+			t.Fatalf("refused %q, signed %d s from now: %v", built, signedOff, err)
+		}
 	})
+}
+
+// Bits of FuzzVerify's layout.
+const (
+	layoutSignedSpace = 1 << iota // write the signed t as " t=", which stripe-go ignores
+	layoutOtherT                  // add a second timestamp part
+	layoutOtherSpace              // write it as " t="
+	layoutOtherFirst              // put it before the signed one
+	layoutOtherSigned             // add a valid signature for the second timestamp too
+	layoutFuzzPart                // add the fuzzed header as a part
+	layoutFuzzFirst               // put it first
+	layoutSigFirst                // put the signatures before the timestamps
+	layoutV0                      // add a v0 part
+
+	// layoutPlain is set when the layout is anything but one t and its signatures.
+	layoutPlain = layoutSignedSpace | layoutOtherT | layoutFuzzPart
+)
+
+// signedLayout builds a header from the layout bits: a t part for signed and a signature (under
+// whsec_fuzz) of payload at it; a t part for other and its signature, if the bits ask; the
+// fuzzed header as one more part, if they ask. Signatures of times keep refuses are left out.
+func signedLayout(payload []byte, fuzzed string, signed, other time.Time, layout uint16, keep func(time.Time) bool) string {
+	tpart := func(at time.Time, space bool) string {
+		p := "t=" + strconv.FormatInt(at.Unix(), 10)
+		if space {
+			p = " " + p
+		}
+		return p
+	}
+	var sigs []string
+	sig := func(at time.Time) {
+		if keep(at) {
+			sigs = append(sigs, "v1="+hex.EncodeToString(webhook.ComputeSignature(at, payload, "whsec_fuzz")))
+		}
+	}
+	ts := []string{tpart(signed, layout&layoutSignedSpace != 0)}
+	sig(signed)
+	if layout&layoutOtherT != 0 {
+		p := tpart(other, layout&layoutOtherSpace != 0)
+		if layout&layoutOtherFirst != 0 {
+			ts = append([]string{p}, ts...)
+		} else {
+			ts = append(ts, p)
+		}
+	}
+	if layout&layoutOtherSigned != 0 {
+		sig(other)
+	}
+	if layout&layoutV0 != 0 {
+		sigs = append(sigs, "v0=00")
+	}
+	parts := slices.Concat(ts, sigs)
+	if layout&layoutSigFirst != 0 {
+		parts = slices.Concat(sigs, ts)
+	}
+	if layout&layoutFuzzPart != 0 {
+		if layout&layoutFuzzFirst != 0 {
+			parts = append([]string{fuzzed}, parts...)
+		} else {
+			parts = append(parts, fuzzed)
+		}
+	}
+	return strings.Join(parts, ",")
 }

@@ -408,11 +408,12 @@ type replyInfo struct{ redirect string }
 func (c *Client) exchange(ctx context.Context, addr, op string, typ PacketType, partition uint16, encode func([]byte) ([]byte, error), decode func([]byte) error) (replyInfo, error) {
 	var info replyInfo
 	fail := func(status Status, err error) *Error {
-		done := ctx.Err() != nil
-		if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
-			done = true
-		}
-		return &Error{Op: op, Packet: typ, Addr: addr, Status: status, Err: err, callerDone: done}
+		return &Error{Op: op, Packet: typ, Addr: addr, Status: status, Err: err, callerDone: ctxDone(ctx) != nil}
+	}
+	// An ended context takes no connection and sends nothing: a request written before its
+	// cancellation lands would be applied by the node, and reported to the caller as failed.
+	if err := ctxDone(ctx); err != nil {
+		return info, fail(0, err)
 	}
 	p, err := c.pool(addr)
 	if err != nil {

@@ -45,8 +45,12 @@ func newPool(addr string, size int, dial func(ctx context.Context, addr string) 
 	}
 }
 
-// get returns an idle connection or dials a new one, waiting for a free slot until ctx ends.
+// get returns an idle connection or dials a new one, waiting for a free slot until ctx ends. It
+// takes nothing once ctx has ended.
 func (p *pool) get(ctx context.Context) (*conn, error) {
+	if err := ctxDone(ctx); err != nil {
+		return nil, err
+	}
 	select {
 	case c := <-p.idle:
 		return c, nil
@@ -141,6 +145,12 @@ func (c *conn) roundTrip(ctx context.Context, id uint32, timeout time.Duration) 
 			c.poisoned = true
 		}
 	}()
+	// An ended context sends nothing. Its callback above runs on another goroutine, and may not
+	// have set the deadline before Write: a request must not reach the node because of that race.
+	// The connection is untouched, but the callback may still land: the caller discards it.
+	if err := ctxDone(ctx); err != nil {
+		return ResponseHeader{}, nil, err
+	}
 	if _, err := c.nc.Write(c.buf); err != nil {
 		return ResponseHeader{}, nil, ctxErr(ctx, err)
 	}
@@ -162,6 +172,18 @@ func (c *conn) roundTrip(ctx context.Context, id uint32, timeout time.Duration) 
 		return h, nil, ctxErr(ctx, err)
 	}
 	return h, p, nil
+}
+
+// ctxDone returns ctx's error, or context.DeadlineExceeded once its deadline has passed even if
+// ctx has not noticed yet: a request must not start after either.
+func ctxDone(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+		return context.DeadlineExceeded
+	}
+	return nil
 }
 
 // ctxErr prefers the context's error to the I/O error its cancellation caused.
