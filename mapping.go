@@ -16,9 +16,10 @@ var (
 	// metered. The webhook handler answers 200 and skips the invoice, and the [Report] says so.
 	ErrUnknownCustomer = errors.New("meterbill: unknown customer")
 	// ErrInvalidAccount reports a mapping that exists but does not name a valid account, such as
-	// metadata "account=abc" or "0". The webhook handler answers 500, so the invoice stays a draft
-	// and Stripe redelivers it: fix the mapping within Stripe's three days of retries and the
-	// invoice is billed.
+	// metadata "account=abc" or "0". The webhook handler answers 400 (it is wrong data, not a
+	// failure of this server); Stripe redelivers after any non-2xx answer and keeps the invoice a
+	// draft meanwhile: fix the mapping within Stripe's three days of retries and the invoice is
+	// billed.
 	ErrInvalidAccount = errors.New("meterbill: invalid account mapping")
 )
 

@@ -36,13 +36,13 @@ import (
 //	meterbill_events_{recorded,delivered,duplicate,failed,rejected}_total
 //	meterbill_invoices_handled_total{outcome}
 //	meterbill_webhooks_refused_total{status}
-//	meterbill_invoice_lines_total{result="created|existing|pending"}
+//	meterbill_invoice_lines_total{result="created|existing|pending|refused"}
 //	meterbill_meter_request_duration_seconds{op,status}   (histogram)
 //	meterbill_stripe_request_duration_seconds{op,status}  (histogram)
 //
 // Recorded, delivered and failed events are separate counters because they overlap (delivered
 // and failed events were recorded first); the lines of an invoice are one counter with a label,
-// because created, existing and pending lines are disjoint and add up.
+// because created, existing, pending and refused lines are disjoint and add up.
 type observer struct {
 	events        map[meterbill.MeasurementKind]prometheus.Counter
 	invoices      *prometheus.CounterVec
@@ -68,7 +68,7 @@ func newObserver(reg prometheus.Registerer) *observer {
 		}, []string{"status"}),
 		lines: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "meterbill", Name: "invoice_lines_total",
-			Help: "Invoice lines: created on the invoice, existing (already billed, skipped), or pending (created for the next invoice because the invoice was finalized).",
+			Help: "Invoice lines: created on the invoice, existing (already billed, skipped), pending (created for the next invoice because the invoice was finalized), or refused (not billed: Stripe refused them for good or they are over the per-item limit; alert on it).",
 		}, []string{"result"}),
 		meterSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: "meterbill", Name: "meter_request_duration_seconds",
@@ -115,6 +115,8 @@ func (o *observer) Observe(m meterbill.Measurement) {
 		o.lines.WithLabelValues("existing").Add(float64(m.N))
 	case meterbill.LinesPending:
 		o.lines.WithLabelValues("pending").Add(float64(m.N))
+	case meterbill.LinesRefused:
+		o.lines.WithLabelValues("refused").Add(float64(m.N))
 	case meterbill.MeterLatency:
 		o.meterSeconds.WithLabelValues(m.Op, m.Status).Observe(m.Duration.Seconds())
 	case meterbill.StripeLatency:
