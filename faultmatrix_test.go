@@ -358,7 +358,7 @@ func (b *bridge) checkBills(t *testing.T, m meterbill.Meter, bills []matrixBill,
 				want := 0
 				for _, bl := range bills {
 					takenOver := slices.ContainsFunc(bills, func(o matrixBill) bool {
-						return o.account == bl.account && o.metric == bl.metric && !o.on.IsZero() && o.from == bl.from && o.on == bl.to
+						return o.account == bl.account && o.metric == bl.metric && !o.on.IsZero() && o.from.Equal(bl.from) && o.on.Equal(bl.to)
 					})
 					if bl.account == acct && bl.metric == metric && !takenOver && !bucket.Start.Before(bl.from) && !bl.to.Before(bucket.End) {
 						want++
