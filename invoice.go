@@ -1,7 +1,6 @@
 package meterbill
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -19,10 +18,10 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/meterbill/meterbill/internal/backoff"
+	"github.com/meterbill/meterbill/internal/billing"
 	"github.com/meterbill/meterbill/internal/fixed"
 	"github.com/meterbill/meterbill/internal/ledger"
 	"github.com/meterbill/meterbill/internal/money"
-	"github.com/meterbill/meterbill/internal/period"
 	"github.com/meterbill/meterbill/internal/stripeapi"
 	"github.com/meterbill/meterbill/internal/stripeevent"
 )
@@ -934,46 +933,6 @@ func retry[T any](ctx context.Context, h *Handler, f func() (T, error)) (T, erro
 	}
 }
 
-// action is one line to create.
-type action struct {
-	metric   Metric
-	from, to time.Time      // the span of the buckets priced
-	runs     [][2]time.Time // the runs of contiguous buckets in the span, when more than one
-	quantity Value          // the usage of all of them, as priced (adjustments: billed with this line)
-	line     Line
-	catchUp  bool   // a bucket before the invoice's window that was never billed, or another invoice's run finished
-	base     *Value // adjustments: the run's quantity billed before this line
-	// offset is, for a run priced on top of what other items billed in its period, that
-	// quantity: the run's lines bill the price of quantity less the price of offset.
-	offset *Value
-	// run is every line of the run, as priced; recorded on each of its items so that any later
-	// handling can finish the run at these prices. nil for adjustments.
-	run []ledger.Line
-}
-
-// runRecord is what the ledger records of a run's lines.
-func runRecord(lines []Line) []ledger.Line {
-	out := make([]ledger.Line, len(lines))
-	for i, l := range lines {
-		out[i] = ledger.Line{Tier: l.Tier, Quantity: l.Quantity.String(), UnitPrice: l.UnitPrice, Amount: l.Amount}
-	}
-	return out
-}
-
-// key returns the action's idempotency key (see ledger.Key and ledger.AdjustmentKey). A line
-// has the same key whether it goes on an invoice or becomes a pending item, so two handlings
-// that bill the same run in different ways (BillInvoice rescuing a finalized invoice, the next
-// renewal's catch-up on another replica) meet on one key, and Stripe lets only one create it.
-func (a action) key(customer string, acct uint64, gen int) string {
-	switch {
-	case a.base != nil:
-		return ledger.AdjustmentKey(customer, acct, a.metric.Code, a.from, a.to, a.base.String(), gen)
-	case a.offset != nil:
-		return ledger.StackedKey(customer, acct, a.metric.Code, a.from, a.to, a.line.Tier, a.offset.String(), gen)
-	}
-	return ledger.Key(customer, acct, a.metric.Code, a.from, a.to, a.line.Tier, gen)
-}
-
 // billWith is the invoice bridge. It reads the ledger (the customer's items on Stripe), plans the
 // lines for every complete bucket that ends in the invoice's window and is not billed yet,
 // prices them all before writing anything, then creates them under deterministic idempotency
@@ -1043,7 +1002,7 @@ func (h *Handler) billWith(ctx context.Context, sc StripeClient, inv StripeInvoi
 			return fail(err)
 		}
 		rep.Existing = existing
-		todo = slices.DeleteFunc(todo, func(a action) bool { return refused[a.key(inv.Customer, acct, 1)] })
+		todo = slices.DeleteFunc(todo, func(a billing.Action) bool { return refused[a.Key(inv.Customer, acct, 1)] })
 		if len(todo) == 0 {
 			switch {
 			case ownRefused > 0:
@@ -1068,14 +1027,14 @@ func (h *Handler) billWith(ctx context.Context, sc StripeClient, inv StripeInvoi
 			switch {
 			case errors.As(err, &ref):
 				// Refused for good: bill everything else, and say so loudly.
-				refused[a.key(inv.Customer, acct, 1)] = true
-				if !a.catchUp && a.base == nil {
+				refused[a.Key(inv.Customer, acct, 1)] = true
+				if !a.CatchUp && a.Base == nil {
 					ownRefused++
 				}
 				rep.Refused = append(rep.Refused, RefusedLine{Item: ref.item, Err: ref.err})
 				h.o.logger.Error("meterbill: invoice line refused; its usage is not billed", "invoice", inv.ID,
-					"customer", inv.Customer, "account", acct, "metric", a.metric.Code, "from", a.from, "to", a.to,
-					"amount", a.line.Amount, "err", ref.err)
+					"customer", inv.Customer, "account", acct, "metric", a.Metric.Code, "from", a.From, "to", a.To,
+					"amount", a.Line.Amount, "err", ref.err)
 			case err != nil:
 				return fail(err)
 			}
@@ -1103,19 +1062,19 @@ func (h *Handler) billWith(ctx context.Context, sc StripeClient, inv StripeInvoi
 // reread when the ledger must be read again before going on: Stripe answered a fresh 5xx (it
 // may have created the item), or refused the key's parameters (another delivery created it
 // with other ones), or the invoice was finalized meanwhile (*pending is then set).
-func (h *Handler) create(ctx context.Context, sc StripeClient, inv StripeInvoice, acct uint64, a action, pending *bool, gens map[string]int, fresh *int, rep *Report) (reread bool, err error) {
-	base := a.key(inv.Customer, acct, 1)
-	if a.line.Amount > MaxItemAmount || a.line.Amount < -MaxItemAmount {
+func (h *Handler) create(ctx context.Context, sc StripeClient, inv StripeInvoice, acct uint64, a billing.Action, pending *bool, gens map[string]int, fresh *int, rep *Report) (reread bool, err error) {
+	base := a.Key(inv.Customer, acct, 1)
+	if a.Line.Amount > MaxItemAmount || a.Line.Amount < -MaxItemAmount {
 		item, _ := h.item(inv, acct, a, *pending)
 		return false, &refusal{item: item,
-			err: fmt.Errorf("%w: %d minor units of %s, the limit is %d", ErrAmountOverLimit, a.line.Amount, a.metric.Code, MaxItemAmount)}
+			err: fmt.Errorf("%w: %d minor units of %s, the limit is %d", ErrAmountOverLimit, a.Line.Amount, a.Metric.Code, MaxItemAmount)}
 	}
 	for {
 		item, err := h.item(inv, acct, a, *pending)
 		if err != nil {
 			return false, &refusal{item: item, err: fmt.Errorf("%w: %w", ErrLineRefused, err)}
 		}
-		key := a.key(inv.Customer, acct, max(gens[base], 1))
+		key := a.Key(inv.Customer, acct, max(gens[base], 1))
 		created, err := retry(ctx, h, func() (InvoiceItem, error) {
 			it, err := sc.CreateInvoiceItem(ctx, item, key)
 			var se *StripeError
@@ -1201,487 +1160,64 @@ func ledgerEntries(items []InvoiceItem, account uint64) ([]ledger.Entry, error) 
 	return out, nil
 }
 
-// plan returns the lines still to create for inv, and how many of its lines already exist.
-func (h *Handler) plan(ctx context.Context, inv StripeInvoice, acct uint64, entries []ledger.Entry, start *usageStart) ([]action, int, error) {
-	var todo []action
-	existing := 0
-	for _, m := range h.pricer.Metrics() {
-		var usage, adjustments []ledger.Entry
-		for _, e := range entries {
-			switch {
-			case e.Metric != m.Code:
-			case e.IsAdjustment():
-				adjustments = append(adjustments, e)
-			default:
-				usage = append(usage, e)
-			}
+// plan returns the lines still to create for inv, and how many of its lines already exist. The
+// decision is the planner's (internal/billing); the world it asks reads the meter, the pricer
+// and, only when catch-up needs it, the subscription.
+func (h *Handler) plan(ctx context.Context, inv StripeInvoice, acct uint64, entries []ledger.Entry, start *usageStart) ([]billing.Action, int, error) {
+	metrics := h.pricer.Metrics()
+	w := &world{ctx: ctx, h: h, currency: inv.Currency, acct: acct, start: start, metrics: make(map[string]Metric, len(metrics))}
+	planned := make([]billing.Metric, len(metrics))
+	for i, m := range metrics {
+		w.metrics[m.Code] = m
+		merge := billing.Add // Count, Sum and CountUnique add across buckets, as in the meter
+		switch m.Aggregation {
+		case Max:
+			merge = billing.Largest
+		case Latest:
+			merge = billing.Last
 		}
-		var covered [][2]int64
-		for _, e := range usage {
-			covered = append(covered, e.Covered()...)
-		}
-		spec := m.spec()
-		window, n, err := h.planWindow(ctx, inv, acct, m, usage, adjustments, covered)
-		if err != nil {
-			return nil, 0, err
-		}
-		existing += n
-		for _, a := range adjustments {
-			if a.Invoice == inv.ID {
-				existing++ // made for this invoice by an earlier delivery
-			}
-		}
-		late, err := h.planLate(ctx, inv, acct, m, usage, adjustments)
-		if err != nil {
-			return nil, 0, err
-		}
-		early, err := h.planCatchUp(ctx, inv, acct, m, spec, usage, adjustments, covered, start)
-		if err != nil {
-			return nil, 0, err
-		}
-		finish, err := h.planCompletion(ctx, inv, acct, m, usage)
-		if err != nil {
-			return nil, 0, err
-		}
-		todo = append(append(append(append(todo, finish...), early...), window...), late...)
+		planned[i] = billing.Metric{Code: m.Code, Spec: m.spec(), Merge: merge}
 	}
-	return todo, existing, nil
+	todo, existing, err := billing.Plan(billing.Invoice{ID: inv.ID, Start: inv.PeriodStart, End: inv.PeriodEnd, Renewal: inv.BillingReason == "subscription_cycle"},
+		planned, entries, w, h.o.lookback)
+	if errors.Is(err, billing.ErrOverflow) && !errors.Is(err, ErrAmountOverflow) {
+		err = fmt.Errorf("%w: %w", ErrAmountOverflow, err)
+	}
+	return todo, existing, err
 }
 
-// planWindow plans the buckets of the invoice's own window: every complete bucket of m whose
-// end lies in (period_start, period_end] and is not billed yet, priced together.
-func (h *Handler) planWindow(ctx context.Context, inv StripeInvoice, acct uint64, m Metric, usage, adjustments []ledger.Entry, covered [][2]int64) ([]action, int, error) {
-	spec := m.spec()
-	run, ok := ledger.Billable(spec, inv.PeriodStart.UnixNano(), inv.PeriodEnd.UnixNano())
-	existing := 0
-	var winFrom, winTo int64 // empty when the invoice holds no complete bucket of m
-	if ok {
-		winFrom, winTo = run.Window(spec)
-	}
-	runs := map[[2]int64][]ledger.Entry{} // existing runs that touch this window, or this invoice made
-	for _, e := range usage {
-		if from, to := e.From.UnixNano(), e.To.UnixNano(); (from < winTo && winFrom < to) || e.Invoice == inv.ID {
-			runs[[2]int64{from, to}] = append(runs[[2]int64{from, to}], e)
-		}
-	}
-	for _, es := range runs {
-		existing += len(es)
-	}
-	if !ok {
-		return nil, existing, nil
-	}
-	// Buckets never billed, priced together: one line, or one per tier, whatever runs
-	// they form, on top of what another invoice billed of this period.
-	priced, err := h.pricePeriod(ctx, inv, acct, m, run, usage, adjustments, covered, false)
-	if err != nil {
-		return nil, 0, err
-	}
-	return priced, existing, nil
+// world is what the planner asks of one handling: the account's usage, the pricer's lines in the
+// invoice's currency, and when the subscription began.
+type world struct {
+	ctx      context.Context
+	h        *Handler
+	currency string
+	acct     uint64
+	start    *usageStart
+	metrics  map[string]Metric
 }
 
-// pricePeriod prices what is still owed of one billing period of m, the buckets of r: those no
-// item covers, priced on top of what other items billed inside r (a manual invoice for part of
-// the month), so that included units and tiers apply once per billing period, never once per
-// Stripe invoice. The new lines bill the price of the period's usage now (the buckets billed
-// before and the new ones) less the price of what was billed, under today's plan, tier by tier;
-// their run covers the whole period billed so far and takes over the runs it stacks on, whose
-// late usage it then carries. Without items inside r it prices the uncovered buckets alone.
-func (h *Handler) pricePeriod(ctx context.Context, inv StripeInvoice, acct uint64, m Metric, r ledger.Run, usage, adjustments []ledger.Entry, covered [][2]int64, catchUp bool) ([]action, error) {
-	spec := m.spec()
-	fresh := ledger.Uncovered(spec, r, covered)
-	if len(fresh) == 0 {
-		return nil, nil
-	}
-	from, to := r.Window(spec)
-	prior, billed, err := billedWithin(m, usage, adjustments, from, to)
+var _ billing.World = (*world)(nil)
+
+func (w *world) Usage(m billing.Metric, runs []ledger.Run) (fixed.Micros, error) {
+	u, err := w.h.usageOf(w.ctx, w.acct, w.metrics[m.Code], runs)
+	return u.Value.m, err
+}
+
+func (w *world) Price(m billing.Metric, from, to time.Time, q fixed.Micros) ([]billing.Line, error) {
+	lines, err := w.h.price(w.ctx, w.currency, Usage{Account: w.acct, Metric: w.metrics[m.Code], Window: Period{Start: from, End: to}, Value: Value{q}})
 	if err != nil {
 		return nil, err
 	}
-	if len(prior) == 0 {
-		return h.priceRuns(ctx, inv, acct, m, fresh, catchUp)
+	out := make([]billing.Line, len(lines))
+	for i, l := range lines {
+		out[i] = billing.Line{Tier: l.Tier, Description: l.Description, Quantity: l.Quantity.m, Packages: l.Packages.m,
+			UnitPrice: l.UnitPrice, FlatFee: l.FlatFee, Amount: l.Amount, Plan: l.Plan}
 	}
-	all := fresh
-	for _, e := range prior {
-		for _, c := range e.Covered() {
-			all = append(all, ledger.Run{First: spec.ID(c[0]), Last: spec.ID(c[1]) - 1})
-		}
-	}
-	all = joinRuns(all)
-	if ledger.TooManyRuns(len(all)) {
-		return nil, fmt.Errorf("%s of account %d: %d separate runs in one period, more than one item can record", m.Code, acct, len(all))
-	}
-	u, spans, err := h.usageOf(ctx, acct, m, spec, all)
-	if err != nil {
-		return nil, err
-	}
-	now, err := h.price(ctx, inv.Currency, u)
-	if err != nil {
-		return nil, err
-	}
-	before := u
-	before.Value = billed
-	was, err := h.price(ctx, inv.Currency, before)
-	if err != nil {
-		return nil, err
-	}
-	lines := lineDiff(now, was, u.Value, billed)
-	record := runRecord(lines)
-	todo := make([]action, 0, len(lines))
-	for _, l := range lines {
-		a := action{metric: m, from: spans[0][0], to: spans[len(spans)-1][1], quantity: u.Value, line: l, catchUp: catchUp, offset: &billed, run: record}
-		if len(spans) > 1 {
-			a.runs = spans
-		}
-		todo = append(todo, a)
-	}
-	return todo, nil
+	return out, nil
 }
 
-// billedWithin returns the runs billed inside [from, to) (Unix nanoseconds) that no other run
-// took over, one entry each, and the quantity they billed together, merged as the meter merges
-// buckets: the largest of each run's items and adjustments, added up across runs (Max takes the
-// largest, Latest the last run's).
-func billedWithin(m Metric, usage, adjustments []ledger.Entry, from, to int64) ([]ledger.Entry, Value, error) {
-	inside := func(e ledger.Entry) bool {
-		for _, c := range e.Covered() {
-			if c[0] < from || c[1] > to {
-				return false
-			}
-		}
-		return true
-	}
-	var runs []ledger.Entry
-	for _, e := range usage {
-		if !inside(e) || slices.ContainsFunc(runs, e.SameRun) || takenOver(e, usage) {
-			continue
-		}
-		runs = append(runs, e)
-	}
-	slices.SortFunc(runs, func(a, b ledger.Entry) int { return a.From.Compare(b.From) })
-	var total Value
-	for i, e := range runs {
-		q, err := billedQuantity(e, usage, adjustments)
-		if err != nil {
-			return nil, Value{}, err
-		}
-		switch {
-		case i == 0:
-			total = q
-		case m.Aggregation == Max:
-			if q.Cmp(total) > 0 {
-				total = q
-			}
-		case m.Aggregation == Latest:
-			total = q
-		default:
-			var ok bool
-			if total, ok = total.Add(q); !ok {
-				return nil, Value{}, fmt.Errorf("%w: billed quantity of %s overflows", ErrAmountOverflow, m.Code)
-			}
-		}
-	}
-	return runs, total, nil
-}
-
-// billedQuantity is the quantity billed for e's run: the largest among its items and its
-// adjustments.
-func billedQuantity(e ledger.Entry, usage, adjustments []ledger.Entry) (Value, error) {
-	billed, err := ParseValue(e.Quantity)
-	if err != nil {
-		return Value{}, fmt.Errorf("ledger quantity: %w", err)
-	}
-	for _, o := range slices.Concat(usage, adjustments) {
-		if !o.SameRun(e) {
-			continue
-		}
-		q, err := ParseValue(o.Quantity)
-		if err != nil {
-			return Value{}, fmt.Errorf("ledger quantity: %w", err)
-		}
-		if q.Cmp(billed) > 0 {
-			billed = q
-		}
-	}
-	return billed, nil
-}
-
-// takenOver reports whether another run covers every bucket e covers and more: a run priced on
-// top of e in e's billing period, which bills e's usage from then on.
-func takenOver(e ledger.Entry, usage []ledger.Entry) bool {
-	for _, o := range usage {
-		if o.SameRun(e) || !covers(o.Covered(), e.Covered()) {
-			continue
-		}
-		return true
-	}
-	return false
-}
-
-// covers reports whether the ranges of outer contain every range of inner.
-func covers(outer, inner [][2]int64) bool {
-	for _, in := range inner {
-		if !slices.ContainsFunc(outer, func(out [2]int64) bool { return out[0] <= in[0] && in[1] <= out[1] }) {
-			return false
-		}
-	}
-	return true
-}
-
-// joinRuns sorts runs and joins those that touch or overlap.
-func joinRuns(runs []ledger.Run) []ledger.Run {
-	slices.SortFunc(runs, func(a, b ledger.Run) int { return cmp.Compare(a.First, b.First) })
-	var out []ledger.Run
-	for _, r := range runs {
-		if n := len(out); n > 0 && r.First <= out[n-1].Last+1 {
-			out[n-1].Last = max(out[n-1].Last, r.Last)
-			continue
-		}
-		out = append(out, r)
-	}
-	return out
-}
-
-// lineDiff returns the lines that take a bill from was (the lines of quantity billed) to now
-// (the lines of quantity now): tier by tier, the quantity and amount each tier gained. Where a
-// tier lost (a Volume price whose whole quantity moved to a cheaper tier), it returns one line
-// for the whole difference, or none if the difference is not positive: a bill never goes down.
-func lineDiff(now, was []Line, quantity, billed Value) []Line {
-	prev := map[int]Line{}
-	for _, l := range was {
-		prev[l.Tier] = l
-	}
-	var out []Line
-	var sumNow, sumWas int64
-	monotone := true
-	for _, n := range now {
-		w, had := prev[n.Tier]
-		delete(prev, n.Tier)
-		sumNow += n.Amount
-		sumWas += w.Amount
-		dq, ok1 := n.Quantity.m.Sub(w.Quantity.m)
-		dp, ok2 := n.Packages.m.Sub(w.Packages.m)
-		da := n.Amount - w.Amount
-		if !ok1 || !ok2 || da < 0 {
-			monotone = false
-			continue
-		}
-		if dq.Cmp(fixed.Micros{}) == 0 && dp.Cmp(fixed.Micros{}) == 0 && da == 0 {
-			continue
-		}
-		d := n
-		d.Quantity, d.Packages, d.Amount = Value{dq}, Value{dp}, da
-		if had {
-			d.FlatFee = "0" // charged with the lines billed before
-		}
-		out = append(out, d)
-	}
-	for _, w := range prev {
-		sumWas += w.Amount
-		monotone = false
-	}
-	if monotone {
-		return out
-	}
-	if sumNow <= sumWas || len(now) == 0 {
-		return nil
-	}
-	dq, _ := quantity.m.Sub(billed.m)
-	last := now[len(now)-1]
-	return []Line{{Metric: last.Metric, Description: last.Description, Currency: last.Currency, Tier: last.Tier,
-		Quantity: Value{dq}, UnitPrice: last.UnitPrice, FlatFee: "0", Amount: sumNow - sumWas, Plan: last.Plan}}
-}
-
-// planCompletion finishes runs whose lines were cut short (a crash between two tiers, a line
-// refused, a concurrent delivery still at work), so that a run is never left half billed just
-// because one of its items exists. A run that records its lines is finished from the record, at
-// the quantity and prices it started with, whichever invoice made it and whatever the plan says
-// today: this invoice's runs always, other invoices' runs back to the lookback horizon. A run
-// written before the record existed is finished only on its own invoice, priced again at the
-// quantity it recorded.
-func (h *Handler) planCompletion(ctx context.Context, inv StripeInvoice, acct uint64, m Metric, usage []ledger.Entry) ([]action, error) {
-	horizon := inv.PeriodStart.Add(-h.o.lookback)
-	var todo []action
-	done := make([]bool, len(usage))
-	for i, e := range usage {
-		if done[i] {
-			continue
-		}
-		run := []ledger.Entry{e}
-		for j := i + 1; j < len(usage); j++ {
-			if usage[j].SameRun(e) {
-				done[j] = true
-				run = append(run, usage[j])
-			}
-		}
-		own := e.Invoice == inv.ID
-		if !own && (h.o.lookback == 0 || !e.To.After(horizon)) {
-			continue
-		}
-		have := map[int]bool{}
-		var record []ledger.Line
-		recordTier := 0
-		for _, r := range run {
-			have[r.Tier] = true
-			if r.Lines != nil && (record == nil || r.Tier < recordTier) {
-				record, recordTier = r.Lines, r.Tier // the lowest tier's record: the run's first line decides
-			}
-		}
-		qty, err := ParseValue(e.Quantity)
-		if err != nil {
-			return nil, fmt.Errorf("ledger quantity: %w", err)
-		}
-		var lines []Line
-		switch {
-		case record != nil:
-			descr := h.description(ctx, inv.Currency, Usage{Account: acct, Metric: m, Window: Period{Start: e.From, End: e.To}, Value: qty})
-			for _, l := range record {
-				if have[l.Tier] {
-					continue
-				}
-				lq, err := ParseValue(l.Quantity)
-				if err != nil {
-					return nil, fmt.Errorf("ledger line quantity: %w", err)
-				}
-				d := descr
-				if l.Tier > 0 {
-					d = fmt.Sprintf("%s (tier %d)", descr, l.Tier)
-				}
-				lines = append(lines, Line{Metric: m.Code, Description: d, Currency: strings.ToLower(inv.Currency), Tier: l.Tier,
-					Quantity: lq, UnitPrice: l.UnitPrice, Amount: l.Amount, Plan: e.Plan})
-			}
-		case own:
-			priced, err := h.price(ctx, inv.Currency, Usage{Account: acct, Metric: m, Window: Period{Start: e.From, End: e.To}, Value: qty})
-			if err != nil {
-				return nil, err
-			}
-			for _, l := range priced {
-				if !have[l.Tier] {
-					lines = append(lines, l)
-				}
-			}
-		}
-		var offset *Value
-		if e.Base != "" { // a run priced on top of others in its period
-			o, err := ParseValue(e.Base)
-			if err != nil {
-				return nil, fmt.Errorf("ledger base: %w", err)
-			}
-			offset = &o
-		}
-		for _, l := range lines {
-			todo = append(todo, action{metric: m, from: e.From, to: e.To, runs: e.Runs, quantity: qty, line: l,
-				catchUp: !e.To.After(inv.PeriodStart), offset: offset, run: record})
-		}
-	}
-	return todo, nil
-}
-
-// description is the price's description of m, without a tier: what the pricer says today, or
-// the metric's code when it no longer prices it.
-func (h *Handler) description(ctx context.Context, currency string, u Usage) string {
-	if _, d, err := h.total(ctx, currency, u); err == nil && d != "" {
-		return d
-	}
-	return u.Metric.Code
-}
-
-// priceRuns prices unbilled runs of m's buckets together, as one line or one per tier, each
-// action recording the runs when there are several.
-func (h *Handler) priceRuns(ctx context.Context, inv StripeInvoice, acct uint64, m Metric, runs []ledger.Run, catchUp bool) ([]action, error) {
-	if len(runs) == 0 {
-		return nil, nil
-	}
-	if ledger.TooManyRuns(len(runs)) {
-		return nil, fmt.Errorf("%s of account %d: %d separate runs of unbilled periods, more than one item can record", m.Code, acct, len(runs))
-	}
-	u, spans, err := h.usageOf(ctx, acct, m, m.spec(), runs)
-	if err != nil {
-		return nil, err
-	}
-	lines, err := h.price(ctx, inv.Currency, u)
-	if err != nil {
-		return nil, err
-	}
-	todo := make([]action, 0, len(lines))
-	record := runRecord(lines)
-	for _, l := range lines {
-		a := action{metric: m, from: u.Window.Start, to: u.Window.End, quantity: u.Value, line: l, catchUp: catchUp, run: record}
-		if len(spans) > 1 {
-			a.runs = spans
-		}
-		todo = append(todo, a)
-	}
-	return todo, nil
-}
-
-// planCatchUp plans the buckets before the invoice's window that were never billed (a webhook
-// that never arrived, an invoice finalized before it was billed, an endpoint down past Stripe's
-// retries): whole periods back to the lookback horizon, and never before the subscription's
-// usage began (its start, or the end of its trial), since usage from before that is not the
-// customer's to pay. Whether a bucket is owed never depends on what else the ledger holds: a
-// period with no items is looked up in the meter like any other, and one with no usage costs
-// nothing. Each missed billing period gets its own line (or one per tier), priced as its own
-// invoice would have priced it: the periods are found by stepping back from period_start by the
-// invoice's own length (whole months for a monthly invoice), so a Calendar metric gets one line
-// per missed month and a Day metric one line per missed month of days, with tiers and included
-// units applied per period, never across periods.
-func (h *Handler) planCatchUp(ctx context.Context, inv StripeInvoice, acct uint64, m Metric, spec period.Spec, usage, adjustments []ledger.Entry, covered [][2]int64, start *usageStart) ([]action, error) {
-	// Only a renewal covers a whole billing period and may speak for the periods before it: a
-	// manual, prorated or zero-length invoice would step back in its own odd lengths (pricing a
-	// missed month in fragments) or reach into the cycle still running.
-	if h.o.lookback == 0 || inv.BillingReason != "subscription_cycle" {
-		return nil, nil
-	}
-	horizon := inv.PeriodStart.Add(-h.o.lookback)
-	first := firstBucketFrom(spec, horizon)
-	next := spec.ID(inv.PeriodStart.UnixNano()) // it ends after period_start: the window's
-	if next == 0 || first > next-1 {
-		return nil, nil
-	}
-	var todo []action
-	back := periodStepper(inv.PeriodStart, inv.PeriodEnd)
-	for i := 1; ; i++ {
-		from, to := back(i), back(i-1)
-		// Only whole periods: one the horizon cuts could not be priced as its invoice would
-		// have.
-		if run, ok := ledger.Billable(spec, from.UnixNano(), to.UnixNano()); ok && run.First >= first {
-			priced, err := h.pricePeriod(ctx, inv, acct, m, run, usage, adjustments, covered, true)
-			if err != nil {
-				return nil, err
-			}
-			if len(priced) > 0 {
-				// Owed only from the subscription's start on: asked of Stripe only now, when
-				// there is something to bill, so a renewal with nothing missed costs no request.
-				begin, err := start.get(ctx)
-				if err != nil {
-					return nil, err
-				}
-				if b := firstBucketFrom(spec, begin); b > run.First {
-					run.First = b
-					priced = nil
-					if run.First <= run.Last {
-						if priced, err = h.pricePeriod(ctx, inv, acct, m, run, usage, adjustments, covered, true); err != nil {
-							return nil, err
-						}
-					}
-				}
-			}
-			todo = append(todo, priced...)
-		}
-		if !from.After(unixUTC(spec.Start(first))) {
-			return todo, nil
-		}
-	}
-}
-
-// firstBucketFrom returns the first bucket of spec that starts at or after t.
-func firstBucketFrom(s period.Spec, t time.Time) uint32 {
-	id := s.ID(t.UnixNano())
-	if s.Start(id) < t.UnixNano() {
-		id++
-	}
-	return id
-}
+func (w *world) Start() (time.Time, error) { return w.start.get(w.ctx) }
 
 // usageStart is when an invoice's subscription began to bill usage: its start, or the end of
 // its trial. It is read from Stripe at most once per handling, and only when needed.
@@ -1726,118 +1262,6 @@ func (u *usageStart) get(ctx context.Context) (time.Time, error) {
 	return u.at, u.err
 }
 
-// periodStepper returns the start of the billing period i periods before [start, end): whole
-// months when the invoice spans whole months, on its anchor day as Stripe keeps it (a
-// subscription anchored on the 31st renews on the last day of shorter months), each counted from
-// start so a month end does not drift; otherwise the invoice's own duration.
-func periodStepper(start, end time.Time) func(i int) time.Time {
-	anchor := max(start.Day(), end.Day())
-	for months := 1; months <= 12; months++ {
-		if addMonths(start, months, anchor).Equal(end) {
-			return func(i int) time.Time { return addMonths(start, -months*i, anchor) }
-		}
-	}
-	d := max(end.Sub(start), time.Hour) // a zero-length invoice still steps back
-	return func(i int) time.Time { return start.Add(-d * time.Duration(i)) }
-}
-
-// addMonths returns t moved by n months onto day (or the month's last day, if shorter), at t's
-// time of day, in UTC.
-func addMonths(t time.Time, n, day int) time.Time {
-	t = t.UTC()
-	y, m, _ := t.Date()
-	first := time.Date(y, m+time.Month(n), 1, t.Hour(), t.Minute(), t.Second(), t.Nanosecond(), time.UTC)
-	last := first.AddDate(0, 1, -1).Day()
-	return first.AddDate(0, 0, min(day, last)-1)
-}
-
-// planLate plans adjustments for usage that arrived after its run was billed on an earlier
-// invoice: for each run that ended within the lookback, the usage now against the most the
-// ledger says was billed; if it grew, one line for the price of the whole run now less the price
-// of what was billed, under today's plan. Never a negative line: a run whose usage fell (a
-// Latest reading replaced) or whose price fell (volume tiers) is left as billed.
-func (h *Handler) planLate(ctx context.Context, inv StripeInvoice, acct uint64, m Metric, usage, adjustments []ledger.Entry) ([]action, error) {
-	if h.o.lookback == 0 {
-		return nil, nil
-	}
-	horizon := inv.PeriodStart.Add(-h.o.lookback)
-	var todo []action
-	done := make([]bool, len(usage))
-	for i, e := range usage {
-		// A run another took over (priced on top of it in its billing period) has its late
-		// usage billed through that one.
-		if done[i] || e.Invoice == inv.ID || !e.To.After(horizon) || e.To.After(inv.PeriodStart) || takenOver(e, usage) {
-			continue
-		}
-		for j := i + 1; j < len(usage); j++ { // the run's other tiers
-			if usage[j].SameRun(e) {
-				done[j] = true
-			}
-		}
-		billed, err := billedQuantity(e, usage, adjustments)
-		if err != nil {
-			return nil, err
-		}
-		spec := m.spec()
-		var runs []ledger.Run
-		for _, c := range e.Covered() {
-			runs = append(runs, ledger.Run{First: spec.ID(c[0]), Last: spec.ID(c[1]) - 1})
-		}
-		now, _, err := h.usageOf(ctx, acct, m, spec, runs)
-		if err != nil {
-			return nil, err
-		}
-		if now.Value.Cmp(billed) <= 0 {
-			continue
-		}
-		before := now
-		before.Value = billed
-		amountNow, descr, err := h.total(ctx, inv.Currency, now)
-		if err != nil {
-			return nil, err
-		}
-		amountBefore, _, err := h.total(ctx, inv.Currency, before)
-		if err != nil {
-			return nil, err
-		}
-		if amountNow <= amountBefore {
-			continue
-		}
-		diff, _ := now.Value.m.Sub(billed.m)
-		base := billed
-		todo = append(todo, action{
-			metric: m, from: e.From, to: e.To, runs: e.Runs, quantity: now.Value, base: &base,
-			line: Line{
-				Metric: m.Code, Currency: strings.ToLower(inv.Currency), Quantity: Value{diff}, UnitPrice: "", FlatFee: "0",
-				Description: fmt.Sprintf("%s: late usage +%s (billed %s, now %s)", descr, Value{diff}, billed, now.Value),
-				Amount:      amountNow - amountBefore,
-			},
-		})
-	}
-	return todo, nil
-}
-
-// total prices u and returns the total of its lines and the price's description without a
-// tier.
-func (h *Handler) total(ctx context.Context, currency string, u Usage) (int64, string, error) {
-	lines, err := h.price(ctx, currency, u)
-	if err != nil {
-		return 0, "", err
-	}
-	var sum int64
-	descr := u.Metric.Code
-	for i, l := range lines {
-		if i == 0 {
-			descr, _, _ = strings.Cut(l.Description, " (tier ")
-		}
-		if sum+l.Amount < sum {
-			return 0, "", fmt.Errorf("%w: %s of %s", ErrAmountOverflow, u.Value, u.Metric.Code)
-		}
-		sum += l.Amount
-	}
-	return sum, descr, nil
-}
-
 // price prices u, adding a zero line for no usage when WithZeroUsageLines asks for it.
 func (h *Handler) price(ctx context.Context, currency string, u Usage) ([]Line, error) {
 	lines, err := h.pricer.Price(ctx, currency, u)
@@ -1857,31 +1281,29 @@ func (h *Handler) price(ctx context.Context, currency string, u Usage) ([]Line, 
 
 // item builds the Stripe invoice item for one action, with its ledger metadata. It fails only for
 // a run with more lines than Stripe's metadata can record.
-func (h *Handler) item(inv StripeInvoice, acct uint64, a action, pending bool) (InvoiceItem, error) {
-	desc := fmt.Sprintf("%s: %s", a.line.Description, a.line.Quantity)
-	if !a.line.Packages.IsZero() {
-		desc += fmt.Sprintf(" (%s packages)", a.line.Packages)
+func (h *Handler) item(inv StripeInvoice, acct uint64, a billing.Action, pending bool) (InvoiceItem, error) {
+	desc := fmt.Sprintf("%s: %s", a.Line.Description, a.Line.Quantity)
+	if !a.Line.Packages.IsZero() {
+		desc += fmt.Sprintf(" (%s packages)", a.Line.Packages)
 	}
 	var kind, base string
 	switch {
-	case a.base != nil:
-		desc, kind, base = a.line.Description, ledger.KindAdjustment, a.base.String()
-	case a.offset != nil && a.catchUp:
-		base = a.offset.String()
-		desc += fmt.Sprintf(" (%s, not billed before)", a.from.Format("2006-01-02"))
-	case a.offset != nil:
-		base = a.offset.String()
-	case a.catchUp:
-		desc += fmt.Sprintf(" (%s, not billed before)", a.from.Format("2006-01-02"))
+	case a.Base != nil:
+		desc, kind, base = a.Line.Description, ledger.KindAdjustment, a.Base.String()
+	case a.Offset != nil:
+		base = a.Offset.String()
+	}
+	if a.CatchUp && a.Base == nil {
+		desc += fmt.Sprintf(" (%s, not billed before)", a.From.Format("2006-01-02"))
 	}
 	md, err := ledger.Encode(ledger.Entry{
-		Account: acct, Metric: a.metric.Code, Period: ledger.SpecString(a.metric.spec()), From: a.from, To: a.to, Runs: a.runs,
-		Quantity: a.quantity.String(), Tier: a.line.Tier, LineQty: a.line.Quantity.String(), UnitPrice: a.line.UnitPrice, Invoice: inv.ID,
-		Kind: kind, Base: base, Plan: a.line.Plan, Lines: a.run,
+		Account: acct, Metric: a.Metric.Code, Period: ledger.SpecString(a.Metric.Spec), From: a.From, To: a.To, Runs: a.Runs,
+		Quantity: a.Quantity.String(), Tier: a.Line.Tier, LineQty: a.Line.Quantity.String(), UnitPrice: a.Line.UnitPrice, Invoice: inv.ID,
+		Kind: kind, Base: base, Plan: a.Line.Plan, Lines: a.Run,
 	})
 	it := InvoiceItem{
-		Customer: inv.Customer, Invoice: inv.ID, Currency: inv.Currency, Description: desc, Amount: a.line.Amount,
-		PeriodStart: a.from, PeriodEnd: a.to, Metadata: md,
+		Customer: inv.Customer, Invoice: inv.ID, Currency: inv.Currency, Description: desc, Amount: a.Line.Amount,
+		PeriodStart: a.From, PeriodEnd: a.To, Metadata: md,
 	}
 	if pending {
 		it.Invoice = ""
@@ -1890,18 +1312,14 @@ func (h *Handler) item(inv StripeInvoice, acct uint64, a action, pending bool) (
 }
 
 // usageOf queries each run of buckets and merges them as the meter merges buckets: counts and
-// sums add, Max takes the largest, Latest the newest reading. It returns the merged usage over
-// the span of the runs, and the runs as times.
-func (h *Handler) usageOf(ctx context.Context, acct uint64, m Metric, spec period.Spec, runs []ledger.Run) (Usage, [][2]time.Time, error) {
+// sums add, Max takes the largest, Latest the newest reading.
+func (h *Handler) usageOf(ctx context.Context, acct uint64, m Metric, runs []ledger.Run) (Usage, error) {
 	var merged Usage
-	spans := make([][2]time.Time, len(runs))
 	for i, r := range runs {
-		f, t := r.Window(spec)
-		from, to := unixUTC(f), unixUTC(t)
-		spans[i] = [2]time.Time{from, to}
-		u, err := h.meter.Query(ctx, acct, m, Period{Start: from, End: to})
+		f, t := r.Window(m.spec())
+		u, err := h.meter.Query(ctx, acct, m, Period{Start: unixUTC(f), End: unixUTC(t)})
 		if err != nil {
-			return Usage{}, nil, fmt.Errorf("querying %s of account %d: %w", m.Code, acct, err)
+			return Usage{}, fmt.Errorf("querying %s of account %d: %w", m.Code, acct, err)
 		}
 		if i == 0 {
 			merged = u
@@ -1919,12 +1337,11 @@ func (h *Handler) usageOf(ctx context.Context, acct uint64, m Metric, spec perio
 		default: // Count, Sum, CountUnique add, as across a meter's buckets
 			var ok bool
 			if merged.Value, ok = merged.Value.Add(u.Value); !ok {
-				return Usage{}, nil, fmt.Errorf("%w: usage of %s overflows", ErrAmountOverflow, m.Code)
+				return Usage{}, fmt.Errorf("%w: usage of %s overflows", ErrAmountOverflow, m.Code)
 			}
 		}
 	}
-	merged.Window = Period{Start: spans[0][0], End: spans[len(spans)-1][1]}
-	return merged, spans, nil
+	return merged, nil
 }
 
 // observedStripe times every Stripe request, and logs the failed ones at debug level (the

@@ -113,6 +113,9 @@ func (v Micros) Sub(w Micros) (Micros, bool) {
 	return Micros{Hi: hi, Lo: lo}, true
 }
 
+// IsZero reports whether v is 0.
+func (v Micros) IsZero() bool { return v == Micros{} }
+
 // Cmp returns -1, 0 or +1 as v is less than, equal to or greater than w.
 func (v Micros) Cmp(w Micros) int {
 	if v.Hi != w.Hi {

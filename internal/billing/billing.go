@@ -1,0 +1,746 @@
+// Package billing is meterbill's planner: given an invoice, the ledger (what meterbill's items on
+// Stripe say was billed) and a way to read usage and prices, it decides which invoice lines are
+// still owed. It is pure: no HTTP, no Stripe, no meter. The caller gathers the inputs (the
+// items, the meter's answers, the pricer's) behind [World], and carries out the answer.
+//
+// The rules, each in one function:
+//
+//   - the invoice's window ([Plan] via planWindow): every complete bucket of a metric whose end
+//     lies in (period_start, period_end] that no item covers, priced together;
+//   - per billing period, not per invoice (pricePeriod): when items already billed part of the
+//     period (a manual invoice for part of the month), the rest is priced on top of them, so
+//     included units and tiers apply once per period;
+//   - catch-up (planCatchUp): whole periods before the window that no item covers, back to the
+//     lookback horizon and never before the subscription's usage began;
+//   - completion (planCompletion): a run whose lines were cut short is finished from its record,
+//     at the quantity and prices it started with;
+//   - late usage (planLate): a run whose usage grew since it was billed gets one adjustment for
+//     the difference in price.
+package billing
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/meterbill/meterbill/internal/fixed"
+	"github.com/meterbill/meterbill/internal/ledger"
+	"github.com/meterbill/meterbill/internal/period"
+)
+
+// ErrOverflow reports a quantity or an amount that does not fit.
+var ErrOverflow = errors.New("overflow")
+
+// Merge is how quantities of several runs of buckets of one metric combine, as the meter
+// combines buckets.
+type Merge uint8
+
+// The merges.
+const (
+	Add     Merge = iota // counts and sums
+	Largest              // Max
+	Last                 // Latest: the last run's
+)
+
+// Metric is a billed metric as the planner sees it.
+type Metric struct {
+	Code  string
+	Spec  period.Spec
+	Merge Merge
+}
+
+// Line is one priced line.
+type Line struct {
+	Tier        int
+	Description string // with the tier, as the pricer wrote it
+	Quantity    fixed.Micros
+	Packages    fixed.Micros
+	UnitPrice   string
+	FlatFee     string
+	Amount      int64
+	Plan        string
+}
+
+// Invoice is what the planner knows of an invoice.
+type Invoice struct {
+	ID         string
+	Start, End time.Time // its period
+	// Renewal is true for a subscription_cycle invoice: only a renewal covers a whole billing
+	// period and may catch up the periods before it.
+	Renewal bool
+}
+
+// World answers the planner's questions. Its calls must have no effect on what is billed.
+type World interface {
+	// Usage returns m's usage over runs, merged across them as the meter merges buckets.
+	Usage(m Metric, runs []ledger.Run) (fixed.Micros, error)
+	// Price prices quantity q of m used over [from, to): its lines, in tier order.
+	Price(m Metric, from, to time.Time, q fixed.Micros) ([]Line, error)
+	// Start returns when the subscription's usage began (its start, or its trial's end). The
+	// planner asks only when a missed period has something to bill.
+	Start() (time.Time, error)
+}
+
+// Action is one line to create.
+type Action struct {
+	Metric   Metric
+	From, To time.Time      // the span of the buckets priced
+	Runs     [][2]time.Time // the runs of contiguous buckets in the span, when more than one
+	Quantity fixed.Micros   // the usage of all of them, as priced (adjustments: billed with this line)
+	Line     Line
+	// CatchUp marks buckets before the invoice's window: a period never billed, or another
+	// invoice's run finished.
+	CatchUp bool
+	// Base is, for a late-usage adjustment, the run's quantity billed before this line.
+	Base *fixed.Micros
+	// Offset is, for a run priced on top of what other items billed in its period, that
+	// quantity: the run's lines bill the price of Quantity less the price of Offset.
+	Offset *fixed.Micros
+	// Run is every line of the run, as priced; recorded on each of its items so that any later
+	// handling can finish the run at these prices. nil for adjustments.
+	Run []ledger.Line
+}
+
+// Key returns the action's idempotency key (see ledger.Key, ledger.StackedKey and
+// ledger.AdjustmentKey). A line has the same key whether it goes on an invoice or becomes a
+// pending item, so two handlings that bill the same run in different ways meet on one key.
+func (a Action) Key(customer string, account uint64, gen int) string {
+	switch {
+	case a.Base != nil:
+		return ledger.AdjustmentKey(customer, account, a.Metric.Code, a.From, a.To, a.Base.String(), gen)
+	case a.Offset != nil:
+		return ledger.StackedKey(customer, account, a.Metric.Code, a.From, a.To, a.Line.Tier, a.Offset.String(), gen)
+	}
+	return ledger.Key(customer, account, a.Metric.Code, a.From, a.To, a.Line.Tier, gen)
+}
+
+// Plan returns the lines still to create for inv, and how many of its lines already exist.
+// entries are the ledger's records of the invoice's account. lookback bounds catch-up, late
+// usage and the finishing of other invoices' runs; 0 turns them off.
+func Plan(inv Invoice, metrics []Metric, entries []ledger.Entry, w World, lookback time.Duration) ([]Action, int, error) {
+	p := planner{inv: inv, w: w, lookback: lookback}
+	var todo []Action
+	existing := 0
+	for _, m := range metrics {
+		var usage, adjustments []ledger.Entry
+		for _, e := range entries {
+			switch {
+			case e.Metric != m.Code:
+			case e.IsAdjustment():
+				adjustments = append(adjustments, e)
+			default:
+				usage = append(usage, e)
+			}
+		}
+		var covered [][2]int64
+		for _, e := range usage {
+			covered = append(covered, e.Covered()...)
+		}
+		for _, a := range adjustments {
+			if a.Invoice == inv.ID {
+				existing++ // made for this invoice by an earlier delivery
+			}
+		}
+		finish, err := p.planCompletion(m, usage)
+		if err != nil {
+			return nil, 0, err
+		}
+		early, err := p.planCatchUp(m, usage, adjustments, covered)
+		if err != nil {
+			return nil, 0, err
+		}
+		window, n, err := p.planWindow(m, usage, adjustments, covered)
+		if err != nil {
+			return nil, 0, err
+		}
+		existing += n
+		late, err := p.planLate(m, usage, adjustments)
+		if err != nil {
+			return nil, 0, err
+		}
+		todo = slices.Concat(todo, finish, early, window, late)
+	}
+	return todo, existing, nil
+}
+
+type planner struct {
+	inv      Invoice
+	w        World
+	lookback time.Duration
+	started  bool // start was asked
+	start    time.Time
+}
+
+// horizon is the earliest time catch-up, late usage and completion reach back to.
+func (p *planner) horizon() time.Time { return p.inv.Start.Add(-p.lookback) }
+
+// usageStart asks the world once when the subscription's usage began.
+func (p *planner) usageStart() (time.Time, error) {
+	if !p.started {
+		t, err := p.w.Start()
+		if err != nil {
+			return time.Time{}, err
+		}
+		p.start, p.started = t, true
+	}
+	return p.start, nil
+}
+
+// planWindow plans the buckets of the invoice's own window: every complete bucket of m whose
+// end lies in (period_start, period_end] and is not billed yet, priced together on top of what
+// other items billed of it. It also counts the items that already bill the window, or that this
+// invoice made.
+func (p *planner) planWindow(m Metric, usage, adjustments []ledger.Entry, covered [][2]int64) ([]Action, int, error) {
+	run, ok := ledger.Billable(m.Spec, p.inv.Start.UnixNano(), p.inv.End.UnixNano())
+	var winFrom, winTo int64 // empty when the invoice holds no complete bucket of m
+	if ok {
+		winFrom, winTo = run.Window(m.Spec)
+	}
+	existing := 0
+	for _, e := range usage {
+		if from, to := e.From.UnixNano(), e.To.UnixNano(); (from < winTo && winFrom < to) || e.Invoice == p.inv.ID {
+			existing++
+		}
+	}
+	if !ok {
+		return nil, existing, nil
+	}
+	priced, err := p.pricePeriod(m, run, usage, adjustments, covered, false)
+	return priced, existing, err
+}
+
+// pricePeriod prices what is still owed of one billing period of m, the buckets of r: those no
+// item covers, priced on top of what other items billed inside r (a manual invoice for part of
+// the month), so that included units and tiers apply once per billing period, never once per
+// Stripe invoice. The new lines bill the price of the period's usage now (the buckets billed
+// before and the new ones) less the price of what was billed, under today's prices, tier by
+// tier; their run covers the whole period billed so far and takes over the runs it stacks on,
+// whose late usage it then carries. Without items inside r it prices the uncovered buckets
+// alone.
+func (p *planner) pricePeriod(m Metric, r ledger.Run, usage, adjustments []ledger.Entry, covered [][2]int64, catchUp bool) ([]Action, error) {
+	fresh := ledger.Uncovered(m.Spec, r, covered)
+	if len(fresh) == 0 {
+		return nil, nil
+	}
+	from, to := r.Window(m.Spec)
+	prior, billed, err := billedWithin(m, usage, adjustments, from, to)
+	if err != nil {
+		return nil, err
+	}
+	if len(prior) == 0 {
+		return p.priceRuns(m, fresh, catchUp)
+	}
+	all := fresh
+	for _, e := range prior {
+		all = append(all, runsOf(m.Spec, e)...)
+	}
+	all = joinRuns(all)
+	if ledger.TooManyRuns(len(all)) {
+		return nil, fmt.Errorf("%s: %d separate runs in one period, more than one item can record", m.Code, len(all))
+	}
+	q, err := p.w.Usage(m, all)
+	if err != nil {
+		return nil, err
+	}
+	spans := spansOf(m.Spec, all)
+	start, end := spans[0][0], spans[len(spans)-1][1]
+	now, err := p.w.Price(m, start, end, q)
+	if err != nil {
+		return nil, err
+	}
+	was, err := p.w.Price(m, start, end, billed)
+	if err != nil {
+		return nil, err
+	}
+	lines := LineDiff(now, was, q, billed)
+	record := Record(lines)
+	todo := make([]Action, 0, len(lines))
+	for _, l := range lines {
+		a := Action{Metric: m, From: start, To: end, Quantity: q, Line: l, CatchUp: catchUp, Offset: &billed, Run: record}
+		if len(spans) > 1 {
+			a.Runs = spans
+		}
+		todo = append(todo, a)
+	}
+	return todo, nil
+}
+
+// priceRuns prices unbilled runs of m's buckets together, as one line or one per tier, each
+// action recording the runs when there are several.
+func (p *planner) priceRuns(m Metric, runs []ledger.Run, catchUp bool) ([]Action, error) {
+	if len(runs) == 0 {
+		return nil, nil
+	}
+	if ledger.TooManyRuns(len(runs)) {
+		return nil, fmt.Errorf("%s: %d separate runs of unbilled periods, more than one item can record", m.Code, len(runs))
+	}
+	q, err := p.w.Usage(m, runs)
+	if err != nil {
+		return nil, err
+	}
+	spans := spansOf(m.Spec, runs)
+	start, end := spans[0][0], spans[len(spans)-1][1]
+	lines, err := p.w.Price(m, start, end, q)
+	if err != nil {
+		return nil, err
+	}
+	todo := make([]Action, 0, len(lines))
+	record := Record(lines)
+	for _, l := range lines {
+		a := Action{Metric: m, From: start, To: end, Quantity: q, Line: l, CatchUp: catchUp, Run: record}
+		if len(spans) > 1 {
+			a.Runs = spans
+		}
+		todo = append(todo, a)
+	}
+	return todo, nil
+}
+
+// Record is what the ledger records of a run's lines.
+func Record(lines []Line) []ledger.Line {
+	out := make([]ledger.Line, len(lines))
+	for i, l := range lines {
+		out[i] = ledger.Line{Tier: l.Tier, Quantity: l.Quantity.String(), UnitPrice: l.UnitPrice, Amount: l.Amount}
+	}
+	return out
+}
+
+// planCatchUp plans the buckets before the invoice's window that were never billed (a webhook
+// that never arrived, an invoice finalized before it was billed, an endpoint down past Stripe's
+// retries): whole periods back to the lookback horizon, and never before the subscription's
+// usage began (its start, or the end of its trial), since usage from before that is not the
+// customer's to pay. Whether a bucket is owed never depends on what else the ledger holds: a
+// period with no items is looked up in the meter like any other, and one with no usage costs
+// nothing. Each missed billing period gets its own line (or one per tier), priced as its own
+// invoice would have priced it: the periods are found by stepping back from period_start by the
+// invoice's own length (whole months for a monthly invoice), so a Calendar metric gets one line
+// per missed month and a Day metric one line per missed month of days, with tiers and included
+// units applied per period, never across periods.
+func (p *planner) planCatchUp(m Metric, usage, adjustments []ledger.Entry, covered [][2]int64) ([]Action, error) {
+	// Only a renewal covers a whole billing period and may speak for the periods before it: a
+	// manual, prorated or zero-length invoice would step back in its own odd lengths (pricing a
+	// missed month in fragments) or reach into the cycle still running.
+	if p.lookback == 0 || !p.inv.Renewal {
+		return nil, nil
+	}
+	first := firstBucketFrom(m.Spec, p.horizon())
+	next := m.Spec.ID(p.inv.Start.UnixNano()) // it ends after period_start: the window's
+	if next == 0 || first > next-1 {
+		return nil, nil
+	}
+	var todo []Action
+	back := periodStepper(p.inv.Start, p.inv.End)
+	for i := 1; ; i++ {
+		from, to := back(i), back(i-1)
+		// Only whole periods: one the horizon cuts could not be priced as its invoice would
+		// have.
+		if run, ok := ledger.Billable(m.Spec, from.UnixNano(), to.UnixNano()); ok && run.First >= first {
+			priced, err := p.pricePeriod(m, run, usage, adjustments, covered, true)
+			if err != nil {
+				return nil, err
+			}
+			if len(priced) > 0 {
+				// Owed only from the subscription's start on: asked only now, when there is
+				// something to bill, so a renewal with nothing missed costs no request.
+				begin, err := p.usageStart()
+				if err != nil {
+					return nil, err
+				}
+				if b := firstBucketFrom(m.Spec, begin); b > run.First {
+					run.First = b
+					priced = nil
+					if run.First <= run.Last {
+						if priced, err = p.pricePeriod(m, run, usage, adjustments, covered, true); err != nil {
+							return nil, err
+						}
+					}
+				}
+			}
+			todo = append(todo, priced...)
+		}
+		if from.UnixNano() <= m.Spec.Start(first) {
+			return todo, nil
+		}
+	}
+}
+
+// planCompletion finishes runs whose lines were cut short (a crash between two tiers, a line
+// refused, a concurrent delivery still at work), so that a run is never left half billed just
+// because one of its items exists. A run that records its lines is finished from the record, at
+// the quantity and prices it started with, whichever invoice made it and whatever the prices are
+// today: this invoice's runs always, other invoices' runs back to the lookback horizon. A run
+// written before the record existed is finished only on its own invoice, priced again at the
+// quantity it recorded.
+func (p *planner) planCompletion(m Metric, usage []ledger.Entry) ([]Action, error) {
+	var todo []Action
+	for _, run := range groupRuns(usage) {
+		e := run[0]
+		own := e.Invoice == p.inv.ID
+		if !own && (p.lookback == 0 || !e.To.After(p.horizon())) {
+			continue
+		}
+		have := map[int]bool{}
+		var record []ledger.Line
+		recordTier := 0
+		for _, r := range run {
+			have[r.Tier] = true
+			if r.Lines != nil && (record == nil || r.Tier < recordTier) {
+				record, recordTier = r.Lines, r.Tier // the lowest tier's record: the run's first line decides
+			}
+		}
+		qty, err := parse(e.Quantity, "quantity")
+		if err != nil {
+			return nil, err
+		}
+		var lines []Line
+		switch {
+		case record != nil:
+			descr := p.description(m, e.From, e.To, qty)
+			for _, l := range record {
+				if have[l.Tier] {
+					continue
+				}
+				lq, err := parse(l.Quantity, "line quantity")
+				if err != nil {
+					return nil, err
+				}
+				d := descr
+				if l.Tier > 0 {
+					d = fmt.Sprintf("%s (tier %d)", descr, l.Tier)
+				}
+				lines = append(lines, Line{Tier: l.Tier, Description: d, Quantity: lq, UnitPrice: l.UnitPrice, FlatFee: "0", Amount: l.Amount, Plan: e.Plan})
+			}
+		case own:
+			priced, err := p.w.Price(m, e.From, e.To, qty)
+			if err != nil {
+				return nil, err
+			}
+			for _, l := range priced {
+				if !have[l.Tier] {
+					lines = append(lines, l)
+				}
+			}
+		}
+		var offset *fixed.Micros
+		if e.Base != "" { // a run priced on top of others in its period
+			o, err := parse(e.Base, "base")
+			if err != nil {
+				return nil, err
+			}
+			offset = &o
+		}
+		for _, l := range lines {
+			todo = append(todo, Action{Metric: m, From: e.From, To: e.To, Runs: e.Runs, Quantity: qty, Line: l,
+				CatchUp: !e.To.After(p.inv.Start), Offset: offset, Run: record})
+		}
+	}
+	return todo, nil
+}
+
+// planLate plans adjustments for usage that arrived after its run was billed on an earlier
+// invoice: for each run that ended within the lookback, the usage now against the most the
+// ledger says was billed; if it grew, one line for the price of the whole run now less the price
+// of what was billed, under today's prices. Never a negative line: a run whose usage fell (a
+// Latest reading replaced) or whose price fell (volume tiers) is left as billed. A run another
+// took over (priced on top of it in its billing period) has its late usage billed through that
+// one.
+func (p *planner) planLate(m Metric, usage, adjustments []ledger.Entry) ([]Action, error) {
+	if p.lookback == 0 {
+		return nil, nil
+	}
+	var todo []Action
+	for _, run := range groupRuns(usage) {
+		e := run[0]
+		if e.Invoice == p.inv.ID || !e.To.After(p.horizon()) || e.To.After(p.inv.Start) || takenOver(e, usage) {
+			continue
+		}
+		billed, err := billedQuantity(e, usage, adjustments)
+		if err != nil {
+			return nil, err
+		}
+		now, err := p.w.Usage(m, runsOf(m.Spec, e))
+		if err != nil {
+			return nil, err
+		}
+		if now.Cmp(billed) <= 0 {
+			continue
+		}
+		amountNow, descr, err := p.total(m, e.From, e.To, now)
+		if err != nil {
+			return nil, err
+		}
+		amountBefore, _, err := p.total(m, e.From, e.To, billed)
+		if err != nil {
+			return nil, err
+		}
+		if amountNow <= amountBefore {
+			continue
+		}
+		diff, _ := now.Sub(billed)
+		base := billed
+		todo = append(todo, Action{
+			Metric: m, From: e.From, To: e.To, Runs: e.Runs, Quantity: now, Base: &base,
+			Line: Line{
+				Quantity: diff, FlatFee: "0", Amount: amountNow - amountBefore,
+				Description: fmt.Sprintf("%s: late usage +%s (billed %s, now %s)", descr, diff, billed, now),
+			},
+		})
+	}
+	return todo, nil
+}
+
+// total prices q and returns the total of its lines and the price's description without a tier.
+func (p *planner) total(m Metric, from, to time.Time, q fixed.Micros) (int64, string, error) {
+	lines, err := p.w.Price(m, from, to, q)
+	if err != nil {
+		return 0, "", err
+	}
+	var sum int64
+	descr := m.Code
+	for i, l := range lines {
+		if i == 0 {
+			descr, _, _ = strings.Cut(l.Description, " (tier ")
+		}
+		if sum+l.Amount < sum {
+			return 0, "", fmt.Errorf("%w: the amount of %s of %s", ErrOverflow, q, m.Code)
+		}
+		sum += l.Amount
+	}
+	return sum, descr, nil
+}
+
+// description is the price's description of m, without a tier: what the pricer says today, or
+// the metric's code when it no longer prices it.
+func (p *planner) description(m Metric, from, to time.Time, q fixed.Micros) string {
+	if _, d, err := p.total(m, from, to, q); err == nil && d != "" {
+		return d
+	}
+	return m.Code
+}
+
+// groupRuns groups entries by the run they bill, in the order each run first appears.
+func groupRuns(usage []ledger.Entry) [][]ledger.Entry {
+	var out [][]ledger.Entry
+	for _, e := range usage {
+		i := slices.IndexFunc(out, func(g []ledger.Entry) bool { return g[0].SameRun(e) })
+		if i < 0 {
+			out = append(out, []ledger.Entry{e})
+			continue
+		}
+		out[i] = append(out[i], e)
+	}
+	return out
+}
+
+// runsOf returns the runs of buckets an entry covers.
+func runsOf(s period.Spec, e ledger.Entry) []ledger.Run {
+	var out []ledger.Run
+	for _, c := range e.Covered() {
+		out = append(out, ledger.Run{First: s.ID(c[0]), Last: s.ID(c[1]) - 1})
+	}
+	return out
+}
+
+// spansOf returns runs as half-open UTC time ranges.
+func spansOf(s period.Spec, runs []ledger.Run) [][2]time.Time {
+	out := make([][2]time.Time, len(runs))
+	for i, r := range runs {
+		f, t := r.Window(s)
+		out[i] = [2]time.Time{time.Unix(0, f).UTC(), time.Unix(0, t).UTC()}
+	}
+	return out
+}
+
+// billedWithin returns the runs billed inside [from, to) (Unix nanoseconds) that no other run
+// took over, one entry each, and the quantity they billed together, merged as the meter merges
+// buckets: the largest of each run's items and adjustments, added up across runs (Max takes the
+// largest, Latest the last run's).
+func billedWithin(m Metric, usage, adjustments []ledger.Entry, from, to int64) ([]ledger.Entry, fixed.Micros, error) {
+	inside := func(e ledger.Entry) bool {
+		for _, c := range e.Covered() {
+			if c[0] < from || c[1] > to {
+				return false
+			}
+		}
+		return true
+	}
+	var runs []ledger.Entry
+	for _, e := range usage {
+		if !inside(e) || slices.ContainsFunc(runs, e.SameRun) || takenOver(e, usage) {
+			continue
+		}
+		runs = append(runs, e)
+	}
+	slices.SortFunc(runs, func(a, b ledger.Entry) int { return a.From.Compare(b.From) })
+	var total fixed.Micros
+	for i, e := range runs {
+		q, err := billedQuantity(e, usage, adjustments)
+		if err != nil {
+			return nil, fixed.Micros{}, err
+		}
+		switch {
+		case i == 0:
+			total = q
+		case m.Merge == Largest:
+			if q.Cmp(total) > 0 {
+				total = q
+			}
+		case m.Merge == Last:
+			total = q
+		default:
+			var ok bool
+			if total, ok = total.Add(q); !ok {
+				return nil, fixed.Micros{}, fmt.Errorf("%w: the billed quantity of %s", ErrOverflow, m.Code)
+			}
+		}
+	}
+	return runs, total, nil
+}
+
+// billedQuantity is the quantity billed for e's run: the largest among its items and its
+// adjustments.
+func billedQuantity(e ledger.Entry, usage, adjustments []ledger.Entry) (fixed.Micros, error) {
+	billed, err := parse(e.Quantity, "quantity")
+	if err != nil {
+		return fixed.Micros{}, err
+	}
+	for _, o := range slices.Concat(usage, adjustments) {
+		if !o.SameRun(e) {
+			continue
+		}
+		q, err := parse(o.Quantity, "quantity")
+		if err != nil {
+			return fixed.Micros{}, err
+		}
+		if q.Cmp(billed) > 0 {
+			billed = q
+		}
+	}
+	return billed, nil
+}
+
+// takenOver reports whether another run covers every bucket e covers and more: a run priced on
+// top of e in e's billing period, which bills e's usage from then on.
+func takenOver(e ledger.Entry, usage []ledger.Entry) bool {
+	return slices.ContainsFunc(usage, func(o ledger.Entry) bool { return !o.SameRun(e) && covers(o.Covered(), e.Covered()) })
+}
+
+// covers reports whether the ranges of outer contain every range of inner.
+func covers(outer, inner [][2]int64) bool {
+	for _, in := range inner {
+		if !slices.ContainsFunc(outer, func(out [2]int64) bool { return out[0] <= in[0] && in[1] <= out[1] }) {
+			return false
+		}
+	}
+	return true
+}
+
+// joinRuns sorts runs and joins those that touch or overlap.
+func joinRuns(runs []ledger.Run) []ledger.Run {
+	slices.SortFunc(runs, func(a, b ledger.Run) int { return cmp.Compare(a.First, b.First) })
+	var out []ledger.Run
+	for _, r := range runs {
+		if n := len(out); n > 0 && r.First <= out[n-1].Last+1 {
+			out[n-1].Last = max(out[n-1].Last, r.Last)
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// LineDiff returns the lines that take a bill from was (the lines of quantity billed) to now
+// (the lines of quantity now): tier by tier, the quantity and amount each tier gained. Where a
+// tier lost (a Volume price whose whole quantity moved to a cheaper tier), it returns one line
+// for the whole difference, or none if the difference is not positive: a bill never goes down.
+func LineDiff(now, was []Line, quantity, billed fixed.Micros) []Line {
+	prev := map[int]Line{}
+	for _, l := range was {
+		prev[l.Tier] = l
+	}
+	var out []Line
+	var sumNow, sumWas int64
+	monotone := true
+	for _, n := range now {
+		w, had := prev[n.Tier]
+		delete(prev, n.Tier)
+		sumNow += n.Amount
+		sumWas += w.Amount
+		dq, ok1 := n.Quantity.Sub(w.Quantity)
+		dp, ok2 := n.Packages.Sub(w.Packages)
+		da := n.Amount - w.Amount
+		if !ok1 || !ok2 || da < 0 {
+			monotone = false
+			continue
+		}
+		if dq.IsZero() && dp.IsZero() && da == 0 {
+			continue
+		}
+		d := n
+		d.Quantity, d.Packages, d.Amount = dq, dp, da
+		if had {
+			d.FlatFee = "0" // charged with the lines billed before
+		}
+		out = append(out, d)
+	}
+	for _, w := range prev {
+		sumWas += w.Amount
+		monotone = false
+	}
+	if monotone {
+		return out
+	}
+	if sumNow <= sumWas || len(now) == 0 {
+		return nil
+	}
+	dq, _ := quantity.Sub(billed)
+	last := now[len(now)-1]
+	return []Line{{Tier: last.Tier, Description: last.Description, Quantity: dq, UnitPrice: last.UnitPrice, FlatFee: "0",
+		Amount: sumNow - sumWas, Plan: last.Plan}}
+}
+
+// firstBucketFrom returns the first bucket of s that starts at or after t.
+func firstBucketFrom(s period.Spec, t time.Time) uint32 {
+	id := s.ID(t.UnixNano())
+	if s.Start(id) < t.UnixNano() {
+		id++
+	}
+	return id
+}
+
+// periodStepper returns the start of the billing period i periods before [start, end): whole
+// months when the invoice spans whole months, on its anchor day as Stripe keeps it (a
+// subscription anchored on the 31st renews on the last day of shorter months), each counted from
+// start so a month end does not drift; otherwise the invoice's own duration.
+func periodStepper(start, end time.Time) func(i int) time.Time {
+	anchor := max(start.Day(), end.Day())
+	for months := 1; months <= 12; months++ {
+		if addMonths(start, months, anchor).Equal(end) {
+			return func(i int) time.Time { return addMonths(start, -months*i, anchor) }
+		}
+	}
+	d := max(end.Sub(start), time.Hour) // a zero-length invoice still steps back
+	return func(i int) time.Time { return start.Add(-d * time.Duration(i)) }
+}
+
+// addMonths returns t moved by n months onto day (or the month's last day, if shorter), at t's
+// time of day, in UTC.
+func addMonths(t time.Time, n, day int) time.Time {
+	t = t.UTC()
+	y, m, _ := t.Date()
+	first := time.Date(y, m+time.Month(n), 1, t.Hour(), t.Minute(), t.Second(), t.Nanosecond(), time.UTC)
+	last := first.AddDate(0, 1, -1).Day()
+	return first.AddDate(0, 0, min(day, last)-1)
+}
+
+// parse reads a quantity the ledger recorded.
+func parse(s, what string) (fixed.Micros, error) {
+	q, err := fixed.Parse(s)
+	if err != nil {
+		return fixed.Micros{}, fmt.Errorf("%w: %s %.40q: %w", ledger.ErrMalformed, what, s, err)
+	}
+	return q, nil
+}
