@@ -334,6 +334,7 @@ func (b *bridge) lastReport() *meterbill.Report {
 // 1: the invoice for Feb 15 to Mar 15 bills February, the next bills March.
 func TestAnchorDayDiffersFromCycleDay(t *testing.T) {
 	b := newBridge(t, billPlan[:1])
+	b.stripe.AddSubscription(stripefake.Subscription{ID: "sub_cus_b", Customer: "cus_b", StartDate: date(2026, 1, 15).Unix()})
 	b.record(t, 7, date(2026, 1, 20), date(2026, 4, 20), 10, "")
 	feb := b.invoice("in_feb15", "cus_b", 7, "draft", date(2026, 2, 15), date(2026, 3, 15))
 	mar := b.invoice("in_mar15", "cus_b", 7, "draft", date(2026, 3, 15), date(2026, 4, 15))
@@ -649,9 +650,10 @@ func TestBillInvoiceHonoursTheDeadline(t *testing.T) {
 // rest of the month on top of it: the included units and the tiers apply once to the month.
 func TestSplitRunIsPricedOnce(t *testing.T) {
 	b := newBridge(t, billPlan)
+	b.stripe.AddSubscription(stripefake.Subscription{ID: "sub_cus_a", Customer: "cus_a", StartDate: date(2026, 3, 1).Unix()})
 	b.record(t, 42, date(2026, 3, 1), date(2026, 5, 1), 100, "40")
 	manual := b.invoice("in_manual", "cus_a", 42, "draft", date(2026, 3, 10), date(2026, 3, 20))
-	b.deliver(t, manual, "draft")
+	b.deliverAs(t, manual, "manual")
 	renewal := b.invoice("in_mar", "cus_a", 42, "draft", date(2026, 3, 1), date(2026, 4, 1))
 	b.deliver(t, renewal, "draft")
 	want := []itemView{

@@ -1178,7 +1178,8 @@ func (h *Handler) plan(ctx context.Context, inv StripeInvoice, acct uint64, entr
 		}
 		planned[i] = billing.Metric{Code: m.Code, Spec: m.spec(), Merge: merge}
 	}
-	todo, existing, err := billing.Plan(billing.Invoice{ID: inv.ID, Start: inv.PeriodStart, End: inv.PeriodEnd, Renewal: inv.BillingReason == "subscription_cycle"},
+	todo, existing, err := billing.Plan(billing.Invoice{ID: inv.ID, Subscription: inv.Subscription, Start: inv.PeriodStart, End: inv.PeriodEnd,
+		Renewal: inv.BillingReason == "subscription_cycle"},
 		planned, entries, w, h.o.lookback)
 	if errors.Is(err, billing.ErrOverflow) && !errors.Is(err, ErrAmountOverflow) {
 		err = fmt.Errorf("%w: %w", ErrAmountOverflow, err)
@@ -1217,49 +1218,43 @@ func (w *world) Price(m billing.Metric, from, to time.Time, q fixed.Micros) ([]b
 	return out, nil
 }
 
-func (w *world) Start() (time.Time, error) { return w.start.get(w.ctx) }
+func (w *world) Start() (time.Time, bool, error) { return w.start.get(w.ctx) }
 
 // usageStart is when an invoice's subscription began to bill usage: its start, or the end of
 // its trial. It is read from Stripe at most once per handling, and only when needed.
 type usageStart struct {
-	h    *Handler
-	sc   StripeClient
-	inv  StripeInvoice
-	done bool
-	at   time.Time
-	err  error
+	h     *Handler
+	sc    StripeClient
+	inv   StripeInvoice
+	done  bool
+	at    time.Time
+	known bool
+	err   error
 }
 
-// never is a start no usage reaches: catch-up then bills nothing.
-var never = maxTime
-
-func (u *usageStart) get(ctx context.Context) (time.Time, error) {
+func (u *usageStart) get(ctx context.Context) (time.Time, bool, error) {
 	if u.done {
-		return u.at, u.err
+		return u.at, u.known, u.err
 	}
 	u.done = true
-	if u.inv.Subscription == "" {
-		u.at = never
-		return u.at, nil
-	}
 	sub, err := retry(ctx, u.h, func() (StripeSubscription, error) { return u.sc.Subscription(ctx, u.inv.Subscription) })
 	var se *StripeError
 	switch {
 	case errors.As(err, &se) && se.Status == http.StatusNotFound:
-		// Without its subscription nobody can tell where the customer's usage begins: bill
-		// nothing before the invoice's own window, and say so.
-		u.h.o.logger.Error("meterbill: subscription not found; periods before the invoice are not caught up",
+		// Without its subscription nobody can tell where the customer's usage begins: the
+		// invoice's own window is billed as Stripe framed it, nothing before it, and the log
+		// says so.
+		u.h.o.logger.Error("meterbill: subscription not found; its start is unknown, periods before the invoice are not caught up",
 			"invoice", u.inv.ID, "subscription", u.inv.Subscription, "err", err)
-		u.at = never
 	case err != nil:
 		u.err = fmt.Errorf("subscription %s: %w", u.inv.Subscription, err)
 	default:
-		u.at = sub.Start
-		if sub.TrialEnd.After(u.at) {
+		u.at, u.known = sub.Start, true
+		if !u.h.o.trialUsage && sub.TrialEnd.After(u.at) {
 			u.at = sub.TrialEnd
 		}
 	}
-	return u.at, u.err
+	return u.at, u.known, u.err
 }
 
 // price prices u, adding a zero line for no usage when WithZeroUsageLines asks for it.
@@ -1299,7 +1294,7 @@ func (h *Handler) item(inv StripeInvoice, acct uint64, a billing.Action, pending
 	md, err := ledger.Encode(ledger.Entry{
 		Account: acct, Metric: a.Metric.Code, Period: ledger.SpecString(a.Metric.Spec), From: a.From, To: a.To, Runs: a.Runs,
 		Quantity: a.Quantity.String(), Tier: a.Line.Tier, LineQty: a.Line.Quantity.String(), UnitPrice: a.Line.UnitPrice, Invoice: inv.ID,
-		Kind: kind, Base: base, Plan: a.Line.Plan, Lines: a.Run,
+		Kind: kind, Base: base, Plan: a.Line.Plan, Lines: a.Run, Subscription: inv.Subscription,
 	})
 	it := InvoiceItem{
 		Customer: inv.Customer, Invoice: inv.ID, Currency: inv.Currency, Description: desc, Amount: a.Line.Amount,

@@ -186,6 +186,7 @@ func TestObserverSeesTheHandler(t *testing.T) {
 			},
 			wantLatencies: map[string]int{
 				"meter_latency query ok": 1, "stripe_latency invoice_items 2xx": 1, "stripe_latency create_invoice_item 2xx": 1,
+				"stripe_latency subscription 2xx": 1, // the subscription's first bill: when did it start?
 			},
 		},
 		{
@@ -207,7 +208,7 @@ func TestObserverSeesTheHandler(t *testing.T) {
 			},
 			wantLatencies: map[string]int{
 				"meter_latency query ok": 1, "stripe_latency invoice 2xx": 1, "stripe_latency invoice_items 2xx": 1,
-				"stripe_latency create_invoice_item 2xx": 1,
+				"stripe_latency create_invoice_item 2xx": 1, "stripe_latency subscription 2xx": 1,
 			},
 		},
 		{
@@ -243,7 +244,7 @@ func TestObserverSeesTheHandler(t *testing.T) {
 			},
 			wantLatencies: map[string]int{
 				"meter_latency query ok": 1, "stripe_latency invoice 4xx": 1, "stripe_latency invoice_items 2xx": 1,
-				"stripe_latency invoice_items 4xx": 1, "stripe_latency create_invoice_item 2xx": 1,
+				"stripe_latency invoice_items 4xx": 1, "stripe_latency create_invoice_item 2xx": 1, "stripe_latency subscription 2xx": 1,
 			},
 		},
 	}

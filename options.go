@@ -63,6 +63,7 @@ type options struct {
 	retryBase    time.Duration
 	retryMax     time.Duration
 	lookback     time.Duration
+	trialUsage   bool
 
 	queueSize        int
 	batchSize        int
@@ -182,12 +183,20 @@ func WithDeadline(d time.Duration) Option {
 // finance team never finds a hole or a stale figure: buckets never billed (an invoice whose
 // webhook never arrived, an endpoint down past Stripe's retries) are billed on the next renewal,
 // each missed billing period on lines of its own, and buckets whose usage grew after they were
-// billed (late events) get an adjustment line for the difference. Catch-up never reaches before the first bucket
-// meterbill billed for the account and metric, so usage from before a customer was billed is
-// never charged. Keep it inside the meter's retention (Unimeter's default is 90 days): older
-// buckets read as empty. 0 turns both off. It applies to [NewHandler]. Defaults to 60 days.
+// billed (late events) get an adjustment line for the difference. Catch-up never reaches before
+// the subscription's usage began (its start, or the end of its trial; see [WithTrialUsage]), so
+// usage from before a customer subscribed is never charged. Keep it inside the meter's retention
+// (Unimeter's default is 90 days): older buckets read as empty. 0 turns both off. It applies to
+// [NewHandler]. Defaults to 60 days.
 func WithLookback(d time.Duration) Option {
 	return option{"WithLookback", forHandler, func(o *options) { o.lookback = d }}
+}
+
+// WithTrialUsage says whether usage during a subscription's trial is billed. It applies to
+// [NewHandler]. Defaults to false: billing starts at the trial's end (the subscription's
+// trial_end), and the usage before it is never billed.
+func WithTrialUsage(billed bool) Option {
+	return option{"WithTrialUsage", forHandler, func(o *options) { o.trialUsage = billed }}
 }
 
 // WithZeroUsageLines adds a line with quantity 0 and amount 0 for each billed metric and period

@@ -33,8 +33,8 @@ func TestStripeRequestsCountEveryPage(t *testing.T) {
 		t.Fatalf("status %d: %v", got, b.lastReport().Err)
 	}
 	sent := b.stripe.CountRequests("", "/v1/") - before
-	if got := b.lastReport().StripeRequests; got != sent || sent != 4 {
-		t.Errorf("Report.StripeRequests = %d, the fake received %d, want 4 (3 pages and 1 create)", got, sent)
+	if got := b.lastReport().StripeRequests; got != sent || sent != 5 {
+		t.Errorf("Report.StripeRequests = %d, the fake received %d, want 5 (3 pages, the subscription's start, 1 create)", got, sent)
 	}
 	rep, err := b.handler.BillInvoice(context.Background(), "in_mar")
 	if err != nil {
@@ -68,10 +68,11 @@ func TestStoredFailuresNeverExhaustTheKeys(t *testing.T) {
 	if len(items) != 1 || items[0].Amount != 31 || !strings.HasSuffix(items[0].IdempotencyKey, "-r11") {
 		t.Fatalf("items %+v, want one of 31 cents under the 11th key", items)
 	}
-	// The last delivery: 8 stored failures walked (one request each), 2 fresh 500s each
-	// followed by a ledger read, the create, and the first ledger read.
-	if got := b.lastReport().StripeRequests; got != 8+2*2+1+1 {
-		t.Errorf("the last delivery made %d Stripe requests, want 14", got)
+	// The last delivery: the first ledger read, the subscription (nothing of it billed yet), 8
+	// stored failures walked (one request each), 2 fresh 500s each followed by a ledger read, and
+	// the create.
+	if got := b.lastReport().StripeRequests; got != 1+1+8+2*2+1 {
+		t.Errorf("the last delivery made %d Stripe requests, want 15", got)
 	}
 }
 

@@ -7,6 +7,9 @@
 //
 //   - the invoice's window ([Plan] via planWindow): every complete bucket of a metric whose end
 //     lies in (period_start, period_end] that no item covers, priced together;
+//   - the subscription's start (priceOwed): no bucket that begins before the subscription's
+//     usage did (its start, or its trial's end) is billed, in the window or by catch-up; a
+//     bucket that straddles it is not billed either, since the meter cannot split a bucket;
 //   - per billing period, not per invoice (pricePeriod): when items already billed part of the
 //     period (a manual invoice for part of the month), the rest is priced on top of them, so
 //     included units and tiers apply once per period;
@@ -66,8 +69,9 @@ type Line struct {
 
 // Invoice is what the planner knows of an invoice.
 type Invoice struct {
-	ID         string
-	Start, End time.Time // its period
+	ID           string
+	Subscription string    // "" for an invoice without one
+	Start, End   time.Time // its period
 	// Renewal is true for a subscription_cycle invoice: only a renewal covers a whole billing
 	// period and may catch up the periods before it.
 	Renewal bool
@@ -79,9 +83,11 @@ type World interface {
 	Usage(m Metric, runs []ledger.Run) (fixed.Micros, error)
 	// Price prices quantity q of m used over [from, to): its lines, in tier order.
 	Price(m Metric, from, to time.Time, q fixed.Micros) ([]Line, error)
-	// Start returns when the subscription's usage began (its start, or its trial's end). The
-	// planner asks only when a missed period has something to bill.
-	Start() (time.Time, error)
+	// Start returns when the invoice's subscription began to bill usage (its start, or its
+	// trial's end), and false if nobody can tell (the subscription is gone). The planner asks
+	// only when something before that could be billed: lines for buckets no item of the
+	// subscription proves to be after it.
+	Start() (time.Time, bool, error)
 }
 
 // Action is one line to create.
@@ -121,7 +127,7 @@ func (a Action) Key(customer string, account uint64, gen int) string {
 // entries are the ledger's records of the invoice's account. lookback bounds catch-up, late
 // usage and the finishing of other invoices' runs; 0 turns them off.
 func Plan(inv Invoice, metrics []Metric, entries []ledger.Entry, w World, lookback time.Duration) ([]Action, int, error) {
-	p := planner{inv: inv, w: w, lookback: lookback}
+	p := planner{inv: inv, w: w, lookback: lookback, entries: entries}
 	var todo []Action
 	existing := 0
 	for _, m := range metrics {
@@ -170,23 +176,73 @@ type planner struct {
 	inv      Invoice
 	w        World
 	lookback time.Duration
-	started  bool // start was asked
+	entries  []ledger.Entry
+	asked    bool // Start was asked
 	start    time.Time
+	known    bool
 }
 
 // horizon is the earliest time catch-up, late usage and completion reach back to.
 func (p *planner) horizon() time.Time { return p.inv.Start.Add(-p.lookback) }
 
 // usageStart asks the world once when the subscription's usage began.
-func (p *planner) usageStart() (time.Time, error) {
-	if !p.started {
-		t, err := p.w.Start()
+func (p *planner) usageStart() (time.Time, bool, error) {
+	if !p.asked {
+		t, known, err := p.w.Start()
 		if err != nil {
-			return time.Time{}, err
+			return time.Time{}, false, err
 		}
-		p.start, p.started = t, true
+		p.start, p.known, p.asked = t, known, true
 	}
-	return p.start, nil
+	return p.start, p.known, nil
+}
+
+// startedBy reports whether the ledger proves the invoice's subscription billing usage at t
+// (Unix nanoseconds): an item of the subscription billed buckets from t or earlier, so its
+// usage began by then.
+func (p *planner) startedBy(t int64) bool {
+	return slices.ContainsFunc(p.entries, func(e ledger.Entry) bool {
+		return e.Subscription != "" && e.Subscription == p.inv.Subscription && e.From.UnixNano() <= t
+	})
+}
+
+// priceOwed prices what is still owed of the period r (see pricePeriod), from the subscription's
+// usage start on: the buckets that begin before it, including one that straddles it, are never
+// billed. The subscription is asked only when there is something to bill that the ledger does not
+// prove to be after its start, so a renewal of a subscription billed before costs nothing more.
+// If nobody can tell when it started, the invoice's own window is billed as Stripe framed it and
+// nothing is caught up.
+func (p *planner) priceOwed(m Metric, r ledger.Run, usage, adjustments []ledger.Entry, covered [][2]int64, catchUp bool) ([]Action, error) {
+	priced, err := p.pricePeriod(m, r, usage, adjustments, covered, catchUp)
+	if err != nil || len(priced) == 0 {
+		return priced, err
+	}
+	if p.inv.Subscription == "" {
+		if catchUp {
+			return nil, nil
+		}
+		return priced, nil
+	}
+	if p.startedBy(m.Spec.Start(r.First)) {
+		return priced, nil
+	}
+	begin, known, err := p.usageStart()
+	switch {
+	case err != nil:
+		return nil, err
+	case !known && catchUp:
+		return nil, nil
+	case !known:
+		return priced, nil
+	}
+	b := firstBucketFrom(m.Spec, begin)
+	if b <= r.First {
+		return priced, nil
+	}
+	if r.First = b; r.First > r.Last {
+		return nil, nil
+	}
+	return p.pricePeriod(m, r, usage, adjustments, covered, catchUp)
 }
 
 // planWindow plans the buckets of the invoice's own window: every complete bucket of m whose
@@ -208,7 +264,7 @@ func (p *planner) planWindow(m Metric, usage, adjustments []ledger.Entry, covere
 	if !ok {
 		return nil, existing, nil
 	}
-	priced, err := p.pricePeriod(m, run, usage, adjustments, covered, false)
+	priced, err := p.priceOwed(m, run, usage, adjustments, covered, false)
 	return priced, existing, err
 }
 
@@ -338,26 +394,9 @@ func (p *planner) planCatchUp(m Metric, usage, adjustments []ledger.Entry, cover
 		// Only whole periods: one the horizon cuts could not be priced as its invoice would
 		// have.
 		if run, ok := ledger.Billable(m.Spec, from.UnixNano(), to.UnixNano()); ok && run.First >= first {
-			priced, err := p.pricePeriod(m, run, usage, adjustments, covered, true)
+			priced, err := p.priceOwed(m, run, usage, adjustments, covered, true)
 			if err != nil {
 				return nil, err
-			}
-			if len(priced) > 0 {
-				// Owed only from the subscription's start on: asked only now, when there is
-				// something to bill, so a renewal with nothing missed costs no request.
-				begin, err := p.usageStart()
-				if err != nil {
-					return nil, err
-				}
-				if b := firstBucketFrom(m.Spec, begin); b > run.First {
-					run.First = b
-					priced = nil
-					if run.First <= run.Last {
-						if priced, err = p.pricePeriod(m, run, usage, adjustments, covered, true); err != nil {
-							return nil, err
-						}
-					}
-				}
 			}
 			todo = append(todo, priced...)
 		}

@@ -26,7 +26,7 @@ var (
 // often it is asked.
 type world struct {
 	usage      map[string]map[time.Time]int64 // metric → day → units
-	start      time.Time
+	start      time.Time                      // zero: the subscription is unknown
 	startCalls int
 }
 
@@ -64,7 +64,10 @@ func (w *world) Price(m Metric, _, _ time.Time, q fixed.Micros) ([]Line, error) 
 	return out, nil
 }
 
-func (w *world) Start() (time.Time, error) { w.startCalls++; return w.start, nil }
+func (w *world) Start() (time.Time, bool, error) {
+	w.startCalls++
+	return w.start, !w.start.IsZero(), nil
+}
 
 // daily returns n units on every day of [from, to).
 func daily(from, to time.Time, n int64) map[time.Time]int64 {
@@ -77,8 +80,12 @@ func daily(from, to time.Time, n int64) map[time.Time]int64 {
 
 // entry is a ledger record; lines, when given, is the run's record ("tier:qty:unit:amount").
 func entry(m Metric, invoice string, from, to time.Time, qty string, tier int, base string, lines ...ledger.Line) ledger.Entry {
-	return ledger.Entry{Account: 42, Metric: m.Code, Period: ledger.SpecString(m.Spec), From: from, To: to, Quantity: qty, Tier: tier,
+	e := ledger.Entry{Account: 42, Metric: m.Code, Period: ledger.SpecString(m.Spec), From: from, To: to, Quantity: qty, Tier: tier,
 		LineQty: qty, UnitPrice: "1", Invoice: invoice, Base: base, Lines: lines}
+	if invoice != "in_manual" { // a manual invoice has no subscription
+		e.Subscription = "sub_a"
+	}
+	return e
 }
 
 // monthStorage is a whole month's storage run at 40 a day: 1240 in March.
@@ -130,8 +137,8 @@ func marchActs(catchUp bool) []act {
 }
 
 func TestPlan(t *testing.T) {
-	april := Invoice{ID: "in_apr", Start: day(4, 1), End: day(5, 1), Renewal: true}
-	march := Invoice{ID: "in_mar", Start: day(3, 1), End: day(4, 1), Renewal: true}
+	april := Invoice{ID: "in_apr", Subscription: "sub_a", Start: day(4, 1), End: day(5, 1), Renewal: true}
+	march := Invoice{ID: "in_mar", Subscription: "sub_a", Start: day(3, 1), End: day(4, 1), Renewal: true}
 	usage := func(from, to time.Time) map[string]map[time.Time]int64 {
 		return map[string]map[time.Time]int64{"storage": daily(from, to, 40), "calls": daily(from, to, 10)}
 	}
@@ -155,9 +162,31 @@ func TestPlan(t *testing.T) {
 		wantStartCalls int
 	}{
 		{
-			name: "a first renewal bills its window, and asks nothing of the subscription without missed usage",
+			name: "a first renewal bills its window, once the subscription says it started before it",
 			inv:  march, usage: usage(day(3, 1), day(5, 1)), start: day(3, 1),
-			want: marchActs(false),
+			want: marchActs(false), wantStartCalls: 1,
+		},
+		{
+			name:  "a subscription that started on March 20: the March calendar bucket straddles the start and is not billed; the days from the 20th are",
+			inv:   Invoice{ID: "in_first", Subscription: "sub_a", Start: day(3, 20), End: day(4, 20), Renewal: true},
+			usage: usage(day(3, 1), day(5, 1)), start: day(3, 20),
+			want: []act{
+				{Metric: "storage", From: "2026-03-20", To: "2026-04-20", Tier: 1, Qty: "100", Amount: 0},
+				{Metric: "storage", From: "2026-03-20", To: "2026-04-20", Tier: 2, Qty: "900", Amount: 1800},
+				{Metric: "storage", From: "2026-03-20", To: "2026-04-20", Tier: 3, Qty: "240", Amount: 240},
+			},
+			wantStartCalls: 1,
+		},
+		{
+			name: "a subscription whose start is unknown: the window is billed as Stripe framed it, nothing is caught up",
+			inv:  april, lookback: 60 * 24 * time.Hour, usage: usage(day(3, 1), day(5, 1)),
+			want: aprilActs, wantStartCalls: 1,
+		},
+		{
+			name:  "an invoice without a subscription bills its window without asking",
+			inv:   Invoice{ID: "in_manual", Start: day(3, 1), End: day(4, 1)},
+			usage: usage(day(3, 1), day(5, 1)),
+			want:  marchActs(false),
 		},
 		{
 			name: "a redelivery plans nothing and counts what exists",
@@ -185,7 +214,7 @@ func TestPlan(t *testing.T) {
 		{
 			name: "lookback 0: no catch-up, no late usage",
 			inv:  april, usage: usage(day(3, 1), day(5, 1)), start: day(3, 1),
-			want: aprilActs,
+			want: aprilActs, wantStartCalls: 1,
 		},
 		{
 			name: "a manual invoice billed March 1-15: the renewal prices the rest on top, so the month costs 2040",
@@ -199,7 +228,8 @@ func TestPlan(t *testing.T) {
 				{Metric: "storage", From: "2026-03-01", To: "2026-04-01", Tier: 2, Qty: "440", Amount: 880, Offset: "560"},
 				{Metric: "storage", From: "2026-03-01", To: "2026-04-01", Tier: 3, Qty: "240", Amount: 240, Offset: "560"},
 			},
-			wantExisting: 2, // the manual invoice's items bill part of the window
+			wantExisting:   2, // the manual invoice's items bill part of the window
+			wantStartCalls: 1, // a manual invoice's items say nothing of the subscription
 		},
 		{
 			name: "another invoice's run cut after its first tier is finished from its record",

@@ -17,6 +17,7 @@
 //	meterbill_line_qty   the quantity this line prices
 //	meterbill_unit_price the unit price, minor units, exact decimal
 //	meterbill_invoice    the invoice the line was made for
+//	meterbill_subscription the subscription of that invoice, if any
 //	meterbill_plan       the identity of the price that priced the run (Line.Plan), if any
 //	meterbill_lines      the run's lines, all of them, so that any later handling can finish a
 //	                     run whose lines were cut short, at the quantity and prices it started
@@ -68,6 +69,7 @@ const (
 	KeyKind      = Prefix + "kind"
 	KeyBase      = Prefix + "base"
 	KeyPlan      = Prefix + "plan"
+	KeySub       = Prefix + "subscription"
 	KeyLines     = Prefix + "lines"
 	version      = "1"
 
@@ -102,6 +104,9 @@ type Entry struct {
 	Kind      string // "" for usage, KindAdjustment for a late-usage adjustment
 	Base      string // adjustments: the run's quantity billed before this item
 	Plan      string // the identity of the price that priced the run; "" if unknown
+	// Subscription is the subscription of the invoice the line was made for; "" if none or
+	// written before it was recorded.
+	Subscription string
 	// Lines are all the lines of the item's run, as priced; nil for adjustments and for items
 	// written before the record existed.
 	Lines []Line
@@ -220,6 +225,9 @@ func Encode(e Entry) (map[string]string, error) {
 	if e.Plan != "" {
 		md[KeyPlan] = e.Plan
 	}
+	if e.Subscription != "" {
+		md[KeySub] = e.Subscription
+	}
 	if len(e.Lines) > 0 {
 		if err := encodeLines(md, e.Lines); err != nil {
 			return nil, err
@@ -282,7 +290,7 @@ func Decode(md map[string]string) (e Entry, ok bool, err error) {
 		return Entry{}, true, fmt.Errorf("%w: unknown scheme version %q", ErrMalformed, v)
 	}
 	e = Entry{Metric: md[KeyMetric], Period: md[KeyPeriod], Quantity: md[KeyQuantity], LineQty: md[KeyLineQty], UnitPrice: md[KeyUnitPrice], Invoice: md[KeyInvoice],
-		Kind: md[KeyKind], Base: md[KeyBase], Plan: md[KeyPlan]}
+		Kind: md[KeyKind], Base: md[KeyBase], Plan: md[KeyPlan], Subscription: md[KeySub]}
 	switch {
 	case e.Kind != "" && e.Kind != KindAdjustment:
 		return Entry{}, true, fmt.Errorf("%w: kind %.40q", ErrMalformed, e.Kind)
