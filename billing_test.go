@@ -456,11 +456,12 @@ func TestChangedPlanNeverTopsUpAnotherInvoicesRun(t *testing.T) {
 	want := []itemView{
 		{Invoice: "in_manual", Desc: "Storage (tier 1): 100", Amount: 0, From: "2026-03-01", To: "2026-03-20", Tier: "1"},
 		{Invoice: "in_manual", Desc: "Storage (tier 2): 660", Amount: 1320, From: "2026-03-01", To: "2026-03-20", Tier: "2"},
-		// The rest of the month is priced on top of the 760 billed, at today's prices: the month's
-		// 1240 costs 1540 under the new plan, 760 of it 1060, so the rest costs 480, all in the
-		// new third tier. The manual invoice's lines stay as billed.
+		// The month is priced once, at today's prices, less what was billed: its 1240 cost 1540
+		// under the new plan, and the manual invoice billed 1320, so the rest costs 220, on one
+		// line (the new tiers do not line up with what was billed). The manual invoice's lines
+		// stay as billed.
 		{Invoice: "in_mar", Desc: "Requests: 3100", Amount: 310, From: "2026-03-01", To: "2026-04-01", Tier: "0"},
-		{Invoice: "in_mar", Desc: "Storage (tier 3): 480", Amount: 480, From: "2026-03-01", To: "2026-04-01", Tier: "3"},
+		{Invoice: "in_mar", Desc: "Storage: 480", Amount: 220, From: "2026-03-01", To: "2026-04-01", Tier: "0"},
 	}
 	sort.Slice(want, func(i, j int) bool { return fmt.Sprint(want[i]) < fmt.Sprint(want[j]) })
 	if diff := cmp.Diff(want, view(b.stripe.Items("cus_a"))); diff != "" {
@@ -613,21 +614,24 @@ func TestConcurrentDeliveriesWithChangingUsage(t *testing.T) {
 	}
 }
 
-// TestBillInvoiceRescuesAFinalizedInvoice: an invoice finalized without its usage (its webhook
-// failed for three days) is billed by BillInvoice as pending items for the next invoice, once.
-func TestBillInvoiceRescuesAFinalizedInvoice(t *testing.T) {
+// TestFinalizedInvoiceIsBilledAsPendingItems: an invoice that arrives already finalized (a
+// charge-automatically invoice, say), or was finalized before its webhook succeeded, gets its
+// usage as pending items for the customer's next invoice, once, whether the webhook or
+// BillInvoice bills it.
+func TestFinalizedInvoiceIsBilledAsPendingItems(t *testing.T) {
 	b := newBridge(t, billPlan)
 	b.record(t, 42, date(2026, 3, 1), date(2026, 5, 1), 100, "40")
 	inv := b.invoice("in_mar", "cus_a", 42, "open", date(2026, 3, 1), date(2026, 4, 1))
-	if got := b.deliver(t, inv, "open"); got != 200 || b.lastReport().Outcome != meterbill.OutcomeNotDraft {
-		t.Fatalf("the webhook for a finalized invoice: %d %q", got, b.lastReport().Outcome)
+	for range 2 { // and a redelivery
+		if got := b.deliver(t, inv, "open"); got != 200 {
+			t.Fatalf("the webhook for a finalized invoice: %d", got)
+		}
 	}
-	rep, err := b.handler.BillInvoice(context.Background(), "in_mar")
-	if err != nil || rep.Outcome != meterbill.OutcomePending {
-		t.Fatalf("BillInvoice = %+v, %v; want pending", rep, err)
+	if rep := b.lastReport(); rep.Outcome != meterbill.OutcomeAlreadyBilled {
+		t.Errorf("redelivery: %q, want already_billed", rep.Outcome)
 	}
 	if again, err := b.handler.BillInvoice(context.Background(), "in_mar"); err != nil || again.Outcome != meterbill.OutcomeAlreadyBilled {
-		t.Errorf("second BillInvoice = %+v, %v; want already_billed", again, err)
+		t.Errorf("BillInvoice = %+v, %v; want already_billed", again, err)
 	}
 	if diff := cmp.Diff(marchLines(""), view(b.stripe.Items("cus_a"))); diff != "" {
 		t.Errorf("items mismatch (-want +got):\n%s", diff)

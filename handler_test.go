@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -89,8 +88,13 @@ func (s *stubStripe) reset() {
 	s.items, s.keys = nil, nil
 }
 
-func (s *stubStripe) Invoice(context.Context, string) (meterbill.StripeInvoice, error) {
-	return meterbill.StripeInvoice{}, errors.New("stub: no invoices")
+// Invoice answers every invoice as finalized ("open").
+func (s *stubStripe) Invoice(_ context.Context, id string) (meterbill.StripeInvoice, error) {
+	return meterbill.StripeInvoice{ID: id, Status: "open"}, nil
+}
+
+func (s *stubStripe) Invoices(context.Context, meterbill.InvoiceQuery) ([]meterbill.StripeInvoice, error) {
+	return nil, nil
 }
 
 func (s *stubStripe) Subscription(_ context.Context, id string) (meterbill.StripeSubscription, error) {
@@ -203,7 +207,8 @@ func TestWebhookRequests(t *testing.T) {
 		{name: "unknown customer is skipped with 200 and no Stripe write", request: func() *http.Request {
 			return signed(t, march("2025-08-27.basil", "draft", "cus_stranger"), now, secret)
 		}, wantStatus: 200, wantOutcome: meterbill.OutcomeUnknownCustomer},
-		{name: "finalized invoice: 200, nothing to add to", request: func() *http.Request { return signed(t, march("2025-08-27.basil", "open", "cus_known"), now, secret) }, wantStatus: 200, wantOutcome: meterbill.OutcomeNotDraft},
+		{name: "finalized invoice: 200, pending items", request: func() *http.Request { return signed(t, march("2025-08-27.basil", "open", "cus_known"), now, secret) }, wantStatus: 200, wantWrites: 1, wantOutcome: meterbill.OutcomePending},
+		{name: "void invoice: 200, waived, nothing written", request: func() *http.Request { return signed(t, march("2025-08-27.basil", "void", "cus_known"), now, secret) }, wantStatus: 200, wantOutcome: meterbill.OutcomeVoid},
 		{name: "no signature", request: func() *http.Request { return signed(t, basil, now) }, wantStatus: 400},
 		{name: "wrong secret", request: func() *http.Request { return signed(t, basil, now, "whsec_attacker_0000000") }, wantStatus: 400},
 		{name: "stale timestamp", request: func() *http.Request { return signed(t, basil, now.Add(-6*time.Minute), secret) }, wantStatus: 400},

@@ -236,14 +236,14 @@ func TestHostileWebhooks(t *testing.T) {
 			// not signed: any proxy may rewrite it, and refusing a body whose signature proves it is
 			// Stripe's would leave an invoice unbilled while protecting nothing. The body is always
 			// parsed as JSON, whatever the header says, so the header cannot change its meaning.
-			// The invoice here is finalized, so processing it is a 200 that touches nothing.
+			// The invoice here is void, so processing it is a 200 that touches nothing.
 			name: "signed body sent as text/plain is processed like JSON",
 			request: func() *http.Request {
-				r := signed(t, setInv("status", "open"), now, secret)
+				r := signed(t, setInv("status", "void"), now, secret)
 				r.Header.Set("Content-Type", "text/plain")
 				return r
 			},
-			wantStatus: 200, wantLevel: slog.LevelWarn, wantLog: "meterbill: invoice not_draft",
+			wantStatus: 200, wantLevel: slog.LevelWarn, wantLog: "meterbill: invoice void",
 		},
 		{
 			name: "1 GiB body",

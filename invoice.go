@@ -335,12 +335,14 @@ func describeDecimal(d decimal.Decimal) string {
 // use and should return *[StripeError] for failed calls, so retries can tell transient failures
 // from permanent ones.
 //
-// It has five methods rather than the house's usual three: reading the invoice (for
-// [Handler.BillInvoice]), its subscription (when its usage starts), the customer (for
-// [CustomerMetadataAccount]) and the items (the ledger), plus the one write.
+// It has six methods rather than the house's usual three: reading an invoice (for
+// [Handler.BillInvoice]), a subscription's voided invoices (their usage is waived), its start,
+// the customer (for [CustomerMetadataAccount]) and the items (the ledger), plus the one write.
 type StripeClient interface {
 	// Invoice retrieves an invoice.
 	Invoice(ctx context.Context, id string) (StripeInvoice, error)
+	// Invoices lists the invoices q selects, every page.
+	Invoices(ctx context.Context, q InvoiceQuery) ([]StripeInvoice, error)
 	// Subscription retrieves a subscription.
 	Subscription(ctx context.Context, id string) (StripeSubscription, error)
 	// CustomerMetadata retrieves a customer's metadata.
@@ -367,6 +369,13 @@ type StripeInvoice struct {
 	BillingReason string
 	// Subscription is the id of the subscription that generated the invoice, "" if none.
 	Subscription string
+}
+
+// InvoiceQuery selects invoices to list. It is plain data.
+type InvoiceQuery struct {
+	Subscription string    // the subscription's invoices; required
+	Status       string    // "draft", "open", "paid", "uncollectible" or "void"; "" for any
+	CreatedSince time.Time // created at or after; zero for any time
 }
 
 // StripeSubscription is the part of a Stripe subscription meterbill reads. It is plain data.
@@ -462,6 +471,16 @@ func (s *StripeAPI) Invoice(ctx context.Context, id string) (StripeInvoice, erro
 	return StripeInvoice(inv), stripeError(err)
 }
 
+// Invoices implements [StripeClient].
+func (s *StripeAPI) Invoices(ctx context.Context, q InvoiceQuery) ([]StripeInvoice, error) {
+	invs, err := s.c.Invoices(ctx, "", q.Subscription, q.Status, q.CreatedSince)
+	out := make([]StripeInvoice, len(invs))
+	for i, inv := range invs {
+		out[i] = StripeInvoice(inv)
+	}
+	return out, stripeError(err)
+}
+
 // Subscription implements [StripeClient].
 func (s *StripeAPI) Subscription(ctx context.Context, id string) (StripeSubscription, error) {
 	sub, err := s.c.Subscription(ctx, id)
@@ -526,10 +545,12 @@ const (
 	OutcomeAlreadyBilled Outcome = "already_billed"
 	// OutcomeNothingToBill: no complete period ends inside the invoice's window, or no usage.
 	OutcomeNothingToBill Outcome = "nothing_to_bill"
-	// OutcomeNotDraft: the invoice was already finalized when the event arrived; nothing can be
-	// added to it. Its usage stays unbilled in the meter for the next invoice's window to cover
-	// only if the windows overlap, so watch for this outcome.
-	OutcomeNotDraft Outcome = "not_draft"
+	// OutcomeVoid: the invoice was voided before its lines could be added. Its usage is waived:
+	// no later invoice catches it up. [Rebill] bills it on a replacement.
+	OutcomeVoid Outcome = "void"
+	// OutcomeDeleted: the draft was deleted (only one-off drafts can be) before its lines could
+	// be added. Its usage was not billed; the subscription's next invoice bills it.
+	OutcomeDeleted Outcome = "deleted"
 	// OutcomeUnknownCustomer: the resolver does not know the customer; it is not metered.
 	OutcomeUnknownCustomer Outcome = "unknown_customer"
 	// OutcomeIgnored: an event other than invoice.created.
@@ -538,6 +559,23 @@ const (
 	// [ErrInvalidAccount], data no retry changes) and Stripe will redeliver.
 	OutcomeFailed Outcome = "failed"
 )
+
+// ErrNotVoid reports a [Rebill] of an invoice that is not a voided invoice of the same customer.
+var ErrNotVoid = errors.New("meterbill: not a voided invoice of the customer")
+
+// BillOption is an option of [Handler.BillInvoice].
+type BillOption func(*billOptions)
+
+type billOptions struct{ rebill string }
+
+// Rebill bills, on the invoice BillInvoice handles, the usage of a voided invoice of the same
+// customer (its replacement, say): usage on a voided invoice is waived, unless it is re-billed
+// this way. The voided invoice's window is billed like a missed period, from the meter's usage
+// now, whatever lines the voided invoice held; once billed on the replacement, it is not billed
+// again.
+func Rebill(voidedInvoiceID string) BillOption {
+	return func(o *billOptions) { o.rebill = voidedInvoiceID }
+}
 
 // Report describes the handling of one invoice. It is plain data.
 type Report struct {
@@ -572,9 +610,9 @@ type RefusedLine struct {
 
 // maxFreshFailures bounds the 5xx answers one handling may provoke under keys not used before.
 // Each such answer may be stored under its key for a day, so every one of them is a key later
-// deliveries walk past; bounding them per handling keeps that walk short, and Stripe's
-// redelivery (or the next BillInvoice) carries on. Replayed failures do not count: walking past
-// them is how billing makes progress once Stripe is healthy again.
+// deliveries walk past (a ledger read and a create each); bounding them per handling keeps that
+// walk short, and Stripe's redelivery (or the next BillInvoice) carries on. Replayed failures do
+// not count: walking past them is how billing makes progress once Stripe is healthy again.
 const maxFreshFailures = 3
 
 var _ http.Handler = (*Handler)(nil)
@@ -783,6 +821,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		SubscriptionMetadata: wi.SubscriptionMetadata, BillingReason: wi.BillingReason, Subscription: wi.Subscription}
 	if ev.Type != "invoice.created" {
 		h.o.logger.Debug("meterbill: webhook ignored", "event", ev.ID, "type", ev.Type)
+		h.o.observer.Observe(Measurement{Kind: WebhooksIgnored, N: 1, Op: ev.Type})
 		w.WriteHeader(http.StatusOK)
 		return
 	}
@@ -790,7 +829,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), h.o.deadline)
 	defer cancel()
 	sc := &countingStripe{StripeClient: h.stripe}
-	rep := h.billWith(ctx, sc, inv, false)
+	rep := h.billWith(ctx, sc, inv, false, nil)
 	rep.Event, rep.StripeRequests = ev.ID, int(sc.n.Load())
 	h.report(rep)
 	if rep.Err != nil {
@@ -802,20 +841,39 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // BillInvoice does for one invoice what the webhook does, without HTTP: for back-fills, support
 // and tests. It is safe to call any number of times, concurrently with the webhook too, and it
-// works within the handler's deadline ([WithDeadline]). Unlike the webhook, it also bills an
-// invoice that is no longer a draft (one finalized after its webhook failed for three days, say):
-// the lines become pending invoice items that Stripe adds to the customer's next invoice. The
-// returned error is the Report's Err.
-func (h *Handler) BillInvoice(ctx context.Context, invoiceID string) (*Report, error) {
+// works within the handler's deadline ([WithDeadline]). Like the webhook, it bills an invoice
+// that is no longer a draft (one finalized after its webhook failed for three days, say) as
+// pending invoice items that Stripe adds to the customer's next invoice, and leaves a voided
+// one alone. [Rebill] also bills a voided invoice's usage on this one. The returned error is the
+// Report's Err.
+func (h *Handler) BillInvoice(ctx context.Context, invoiceID string, opts ...BillOption) (*Report, error) {
 	ctx, cancel := context.WithTimeout(ctx, h.o.deadline)
 	defer cancel()
+	var bo billOptions
+	for _, o := range opts {
+		o(&bo)
+	}
 	sc := &countingStripe{StripeClient: h.stripe}
 	inv, err := retry(ctx, h, func() (StripeInvoice, error) { return sc.Invoice(ctx, invoiceID) })
+	var voided StripeInvoice
+	if err == nil && bo.rebill != "" {
+		voided, err = retry(ctx, h, func() (StripeInvoice, error) { return sc.Invoice(ctx, bo.rebill) })
+		switch {
+		case err != nil:
+		case voided.Status != "void":
+			err = fmt.Errorf("%w: Rebill(%s): the invoice is %s, not void", ErrNotVoid, bo.rebill, voided.Status)
+		case voided.Customer != inv.Customer:
+			err = fmt.Errorf("%w: Rebill(%s): the invoice is another customer's", ErrNotVoid, bo.rebill)
+		}
+	}
 	var rep *Report
-	if err != nil {
+	switch {
+	case err != nil:
 		rep = &Report{Invoice: invoiceID, Outcome: OutcomeFailed, Err: fmt.Errorf("meterbill: invoice %s: %w", invoiceID, err)}
-	} else {
-		rep = h.billWith(ctx, sc, inv, true)
+	case bo.rebill != "":
+		rep = h.billWith(ctx, sc, inv, true, &voided)
+	default:
+		rep = h.billWith(ctx, sc, inv, true, nil)
 	}
 	rep.StripeRequests = int(sc.n.Load())
 	h.report(rep)
@@ -828,7 +886,7 @@ func (h *Handler) report(rep *Report) {
 	switch rep.Outcome {
 	case OutcomeFailed:
 		h.o.logger.Error("meterbill: invoice not billed; Stripe will redeliver", append(attrs, "err", rep.Err)...)
-	case OutcomeUnknownCustomer, OutcomeNotDraft, OutcomePending:
+	case OutcomeUnknownCustomer, OutcomeVoid, OutcomeDeleted, OutcomePending:
 		h.o.logger.Warn("meterbill: invoice "+string(rep.Outcome), attrs...)
 	default:
 		h.o.logger.Info("meterbill: invoice "+string(rep.Outcome), attrs...)
@@ -897,6 +955,10 @@ func (c *countingStripe) Invoice(ctx context.Context, id string) (StripeInvoice,
 	return countCall(ctx, c, func(ctx context.Context) (StripeInvoice, error) { return c.StripeClient.Invoice(ctx, id) })
 }
 
+func (c *countingStripe) Invoices(ctx context.Context, q InvoiceQuery) ([]StripeInvoice, error) {
+	return countCall(ctx, c, func(ctx context.Context) ([]StripeInvoice, error) { return c.StripeClient.Invoices(ctx, q) })
+}
+
 func (c *countingStripe) Subscription(ctx context.Context, id string) (StripeSubscription, error) {
 	return countCall(ctx, c, func(ctx context.Context) (StripeSubscription, error) { return c.StripeClient.Subscription(ctx, id) })
 }
@@ -941,19 +1003,11 @@ func retry[T any](ctx context.Context, h *Handler, f func() (T, error)) (T, erro
 //
 // With pendingIfFinal, an invoice that is no longer a draft is billed as pending items; without
 // it (the webhook), such an invoice is left alone.
-func (h *Handler) billWith(ctx context.Context, sc StripeClient, inv StripeInvoice, pendingIfFinal bool) *Report {
+func (h *Handler) billWith(ctx context.Context, sc StripeClient, inv StripeInvoice, fresh bool, rebill *StripeInvoice) *Report {
 	rep := &Report{Invoice: inv.ID, Customer: inv.Customer, Window: Period{Start: inv.PeriodStart, End: inv.PeriodEnd}}
 	fail := func(err error) *Report {
 		rep.Outcome, rep.Err = OutcomeFailed, fmt.Errorf("meterbill: invoice %s: %w", inv.ID, err)
 		return rep
-	}
-	pending := false
-	if inv.Status != "draft" {
-		if !pendingIfFinal {
-			rep.Outcome = OutcomeNotDraft
-			return rep
-		}
-		pending = true
 	}
 	acct, err := h.resolver.ResolveAccount(ctx, Customer{ID: inv.Customer, SubscriptionMetadata: inv.SubscriptionMetadata})
 	if errors.Is(err, ErrUnknownCustomer) {
@@ -967,6 +1021,30 @@ func (h *Handler) billWith(ctx context.Context, sc StripeClient, inv StripeInvoi
 		return fail(err)
 	}
 	rep.Account = acct
+	if inv.Status != "draft" && inv.Status != "void" && !fresh {
+		// The event's snapshot says the invoice was finalized when it was created; what is it now?
+		cur, err := retry(ctx, h, func() (StripeInvoice, error) { return sc.Invoice(ctx, inv.ID) })
+		var se *StripeError
+		switch {
+		case errors.As(err, &se) && se.Status == http.StatusNotFound:
+			rep.Outcome = OutcomeDeleted
+			return rep
+		case err != nil:
+			return fail(err)
+		}
+		inv.Status = cur.Status
+	}
+	pending := false
+	switch inv.Status {
+	case "draft":
+	case "void":
+		rep.Outcome = OutcomeVoid // waived
+		return rep
+	default:
+		// Finalized before it was billed (open, paid, uncollectible): the lines become pending
+		// items, which Stripe adds to the customer's next invoice.
+		pending = true
+	}
 	// Within this process, one billing per customer at a time: two invoices of one customer
 	// (two subscriptions renewing together) then never race for the same buckets.
 	defer h.locks.lock(inv.Customer)()
@@ -982,7 +1060,7 @@ func (h *Handler) billWith(ctx context.Context, sc StripeClient, inv StripeInvoi
 
 	start := &usageStart{h: h, sc: sc, inv: inv}
 	gens := map[string]int{} // idempotency key generation per line, moved on after Stripe stored a failure
-	fresh := 0               // 5xx answers to keys not used before, in this handling
+	freshFailures := 0       // 5xx answers to keys not used before, in this handling
 	refused := map[string]bool{}
 	ownRefused := 0 // refused lines of the invoice's own window
 	for round := 1; ; round++ {
@@ -997,7 +1075,7 @@ func (h *Handler) billWith(ctx context.Context, sc StripeClient, inv StripeInvoi
 		if err != nil {
 			return fail(err)
 		}
-		todo, existing, err := h.plan(ctx, inv, acct, entries, start)
+		todo, existing, err := h.plan(ctx, sc, inv, acct, entries, start, rebill)
 		if err != nil {
 			return fail(err)
 		}
@@ -1022,9 +1100,15 @@ func (h *Handler) billWith(ctx context.Context, sc StripeClient, inv StripeInvoi
 		reread := false
 		for _, a := range todo {
 			var err error
-			reread, err = h.create(ctx, sc, inv, acct, a, &pending, gens, &fresh, rep)
+			reread, err = h.create(ctx, sc, inv, acct, a, &pending, gens, &freshFailures, rep)
 			var ref *refusal
 			switch {
+			case errors.Is(err, errVoided):
+				rep.Outcome = OutcomeVoid // waived: lines created before the void stay on it
+				return rep
+			case errors.Is(err, errDeleted):
+				rep.Outcome = OutcomeDeleted
+				return rep
 			case errors.As(err, &ref):
 				// Refused for good: bill everything else, and say so loudly.
 				refused[a.Key(inv.Customer, acct, 1)] = true
@@ -1092,11 +1176,13 @@ func (h *Handler) create(ctx context.Context, sc StripeClient, inv StripeInvoice
 			rep.Created = append(rep.Created, created)
 			return false, nil
 		case errors.As(err, &stop) && errors.As(err, &se) && se.Replayed:
-			// A failure an earlier attempt stored under this key: nothing was created under it
-			// (the ledger just read has no such line), so the key is spent. The next one, at
-			// once: every handling walks the same sequence of keys, so concurrent ones meet.
+			// A failure an earlier attempt stored under this key. The key is spent, but that
+			// attempt may have created the item before failing (another replica's, since this
+			// handling's ledger read): read the ledger again, then the next key. Every handling
+			// walks the same sequence of keys, so concurrent ones meet; a replay provoked no new
+			// failure, so it does not count against this handling's budget of fresh ones.
 			gens[base] = max(gens[base], 1) + 1
-			continue
+			return true, nil
 		case errors.As(err, &stop):
 			// A fresh 5xx: the item may exist despite it. Read the ledger, then a fresh key.
 			if *fresh++; *fresh > maxFreshFailures {
@@ -1113,11 +1199,16 @@ func (h *Handler) create(ctx context.Context, sc StripeClient, inv StripeInvoice
 			// Perhaps the invoice was finalized while we worked: then the lines go to the
 			// customer's next invoice as pending items, never lost.
 			cur, gerr := retry(ctx, h, func() (StripeInvoice, error) { return sc.Invoice(ctx, inv.ID) })
-			if gerr != nil {
+			var gse *StripeError
+			switch {
+			case errors.As(gerr, &gse) && gse.Status == http.StatusNotFound:
+				return false, errDeleted // never pending items for an invoice that is gone
+			case gerr != nil:
 				return false, err
-			}
-			if cur.Status == "draft" {
+			case cur.Status == "draft":
 				return false, &refusal{item: item, err: err}
+			case cur.Status == "void":
+				return false, errVoided // never pending items for a voided invoice
 			}
 			*pending = true
 			return true, nil
@@ -1128,6 +1219,12 @@ func (h *Handler) create(ctx context.Context, sc StripeClient, inv StripeInvoice
 		}
 	}
 }
+
+// errVoided and errDeleted stop a handling whose invoice was voided or deleted meanwhile.
+var (
+	errVoided  = errors.New("invoice voided")
+	errDeleted = errors.New("invoice deleted")
+)
 
 // refusal is a line Stripe refused for good, or one over MaxItemAmount.
 type refusal struct {
@@ -1154,6 +1251,7 @@ func ledgerEntries(items []InvoiceItem, account uint64) ([]ledger.Entry, error) 
 			return nil, fmt.Errorf("invoice item %s: %w", it.ID, err)
 		}
 		if ours && e.Account == account {
+			e.Amount = it.Amount
 			out = append(out, e)
 		}
 	}
@@ -1163,9 +1261,9 @@ func ledgerEntries(items []InvoiceItem, account uint64) ([]ledger.Entry, error) 
 // plan returns the lines still to create for inv, and how many of its lines already exist. The
 // decision is the planner's (internal/billing); the world it asks reads the meter, the pricer
 // and, only when catch-up needs it, the subscription.
-func (h *Handler) plan(ctx context.Context, inv StripeInvoice, acct uint64, entries []ledger.Entry, start *usageStart) ([]billing.Action, int, error) {
+func (h *Handler) plan(ctx context.Context, sc StripeClient, inv StripeInvoice, acct uint64, entries []ledger.Entry, start *usageStart, rebill *StripeInvoice) ([]billing.Action, int, error) {
 	metrics := h.pricer.Metrics()
-	w := &world{ctx: ctx, h: h, currency: inv.Currency, acct: acct, start: start, metrics: make(map[string]Metric, len(metrics))}
+	w := &world{ctx: ctx, h: h, sc: sc, inv: inv, currency: inv.Currency, acct: acct, start: start, metrics: make(map[string]Metric, len(metrics))}
 	planned := make([]billing.Metric, len(metrics))
 	for i, m := range metrics {
 		w.metrics[m.Code] = m
@@ -1178,9 +1276,12 @@ func (h *Handler) plan(ctx context.Context, inv StripeInvoice, acct uint64, entr
 		}
 		planned[i] = billing.Metric{Code: m.Code, Spec: m.spec(), Merge: merge}
 	}
-	todo, existing, err := billing.Plan(billing.Invoice{ID: inv.ID, Subscription: inv.Subscription, Start: inv.PeriodStart, End: inv.PeriodEnd,
-		Renewal: inv.BillingReason == "subscription_cycle"},
-		planned, entries, w, h.o.lookback)
+	binv := billing.Invoice{ID: inv.ID, Subscription: inv.Subscription, Start: inv.PeriodStart, End: inv.PeriodEnd,
+		Renewal: inv.BillingReason == "subscription_cycle"}
+	if rebill != nil {
+		binv.Rebill = &billing.Voided{ID: rebill.ID, Start: rebill.PeriodStart, End: rebill.PeriodEnd}
+	}
+	todo, existing, err := billing.Plan(binv, planned, entries, w, h.o.lookback)
 	if errors.Is(err, billing.ErrOverflow) && !errors.Is(err, ErrAmountOverflow) {
 		err = fmt.Errorf("%w: %w", ErrAmountOverflow, err)
 	}
@@ -1192,6 +1293,8 @@ func (h *Handler) plan(ctx context.Context, inv StripeInvoice, acct uint64, entr
 type world struct {
 	ctx      context.Context
 	h        *Handler
+	sc       StripeClient
+	inv      StripeInvoice
 	currency string
 	acct     uint64
 	start    *usageStart
@@ -1220,6 +1323,25 @@ func (w *world) Price(m billing.Metric, from, to time.Time, q fixed.Micros) ([]b
 
 func (w *world) Start() (time.Time, bool, error) { return w.start.get(w.ctx) }
 
+// Voided lists the subscription's voided invoices created since the horizon: their usage is
+// waived, never caught up.
+func (w *world) Voided(since time.Time) ([]billing.Voided, error) {
+	if w.inv.Subscription == "" {
+		return nil, nil
+	}
+	invs, err := retry(w.ctx, w.h, func() ([]StripeInvoice, error) {
+		return w.sc.Invoices(w.ctx, InvoiceQuery{Subscription: w.inv.Subscription, Status: "void", CreatedSince: since})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("voided invoices of %s: %w", w.inv.Subscription, err)
+	}
+	out := make([]billing.Voided, len(invs))
+	for i, v := range invs {
+		out[i] = billing.Voided{ID: v.ID, Start: v.PeriodStart, End: v.PeriodEnd}
+	}
+	return out, nil
+}
+
 // usageStart is when an invoice's subscription began to bill usage: its start, or the end of
 // its trial. It is read from Stripe at most once per handling, and only when needed.
 type usageStart struct {
@@ -1240,11 +1362,11 @@ func (u *usageStart) get(ctx context.Context) (time.Time, bool, error) {
 	sub, err := retry(ctx, u.h, func() (StripeSubscription, error) { return u.sc.Subscription(ctx, u.inv.Subscription) })
 	var se *StripeError
 	switch {
-	case errors.As(err, &se) && se.Status == http.StatusNotFound:
-		// Without its subscription nobody can tell where the customer's usage begins: the
-		// invoice's own window is billed as Stripe framed it, nothing before it, and the log
-		// says so.
-		u.h.o.logger.Error("meterbill: subscription not found; its start is unknown, periods before the invoice are not caught up",
+	case errors.As(err, &se) && se.Status >= 400 && se.Status < 500 && !se.Retryable():
+		// Gone (404), or the key may not read subscriptions (403): nobody can tell where the
+		// customer's usage begins. The invoice's own window is billed as Stripe framed it,
+		// nothing before it is caught up, and the log says so on every invoice.
+		u.h.o.logger.Error("meterbill: subscription unreadable; its start is unknown, periods before the invoice are not caught up",
 			"invoice", u.inv.ID, "subscription", u.inv.Subscription, "err", err)
 	case err != nil:
 		u.err = fmt.Errorf("subscription %s: %w", u.inv.Subscription, err)
@@ -1374,6 +1496,13 @@ func (s observedStripe) Invoice(ctx context.Context, id string) (StripeInvoice, 
 	inv, err := s.StripeClient.Invoice(ctx, id)
 	s.observe("invoice", start, err)
 	return inv, err
+}
+
+func (s observedStripe) Invoices(ctx context.Context, q InvoiceQuery) ([]StripeInvoice, error) {
+	start := time.Now()
+	invs, err := s.StripeClient.Invoices(ctx, q)
+	s.observe("invoices", start, err)
+	return invs, err
 }
 
 func (s observedStripe) Subscription(ctx context.Context, id string) (StripeSubscription, error) {

@@ -47,6 +47,8 @@ func (o *recordingObserver) Observe(m meterbill.Measurement) {
 		o.counts[fmt.Sprintf("%s %s", m.Kind, m.Outcome)] += m.N
 	case meterbill.WebhooksRefused:
 		o.counts[fmt.Sprintf("%s %s", m.Kind, m.Status)] += m.N
+	case meterbill.WebhooksIgnored:
+		o.counts[fmt.Sprintf("%s %s", m.Kind, m.Op)] += m.N
 	default:
 		o.counts[string(m.Kind)] += m.N
 	}
@@ -190,7 +192,7 @@ func TestObserverSeesTheHandler(t *testing.T) {
 			},
 		},
 		{
-			name: "finalized: not a draft, then pending items through BillInvoice, then already billed",
+			name: "finalized: pending items, then already billed through BillInvoice",
 			run: func(t *testing.T, b *bridge) {
 				inv := b.invoice("in_mar", "cus_a", 42, "open", date(2026, 3, 1), date(2026, 4, 1))
 				if got := b.deliver(t, inv, "open"); got != 200 {
@@ -203,13 +205,27 @@ func TestObserverSeesTheHandler(t *testing.T) {
 				}
 			},
 			wantCounts: map[string]int{
-				"invoices_handled not_draft": 1, "invoices_handled pending": 1, "invoices_handled already_billed": 1,
-				"lines_pending": 4, "lines_existing": 4,
+				"invoices_handled pending": 1, "invoices_handled already_billed": 2,
+				"lines_pending": 4, "lines_existing": 8,
 			},
 			wantLatencies: map[string]int{
 				"meter_latency query ok": 1, "stripe_latency invoice 2xx": 1, "stripe_latency invoice_items 2xx": 1,
 				"stripe_latency create_invoice_item 2xx": 1, "stripe_latency subscription 2xx": 1,
 			},
+		},
+		{
+			name: "skips: an unknown customer and an event type meterbill does not act on",
+			run: func(t *testing.T, b *bridge) {
+				b.stripe.AddCustomer("cus_stranger", nil)
+				b.stripe.AddInvoice(stripefake.Invoice{ID: "in_stranger", Customer: "cus_stranger", Currency: "usd", Status: "draft",
+					PeriodStart: date(2026, 3, 1).Unix(), PeriodEnd: date(2026, 4, 1).Unix()})
+				if _, err := b.handler.BillInvoice(context.Background(), "in_stranger"); err != nil {
+					t.Fatal(err)
+				}
+				b.handler.ServeHTTP(httptest.NewRecorder(), signed(t, []byte(`{"id":"evt_2","type":"customer.updated","data":{"object":{}}}`), time.Now(), secret))
+			},
+			wantCounts:    map[string]int{"invoices_handled unknown_customer": 1, "webhooks_ignored customer.updated": 1},
+			wantLatencies: map[string]int{"stripe_latency invoice 2xx": 1},
 		},
 		{
 			name: "refused webhooks by status",

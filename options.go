@@ -394,6 +394,10 @@ const (
 	// large) or "405" (not a POST); N is 1. Deliveries that reach an invoice are
 	// InvoicesHandled.
 	WebhooksRefused MeasurementKind = "webhooks_refused"
+	// WebhooksIgnored counts signed deliveries of event types meterbill does not act on, with
+	// the type in Op; N is 1. A stream of them means the endpoint subscribes to events it need
+	// not (see the README's Stripe settings).
+	WebhooksIgnored MeasurementKind = "webhooks_ignored"
 	// LinesCreated counts invoice items created on the invoice.
 	LinesCreated MeasurementKind = "lines_created"
 	// LinesExisting counts meterbill's items already on Stripe for the buckets an invoice bills,

@@ -47,6 +47,7 @@ type observer struct {
 	events        map[meterbill.MeasurementKind]prometheus.Counter
 	invoices      *prometheus.CounterVec
 	refused       *prometheus.CounterVec
+	ignored       *prometheus.CounterVec
 	lines         *prometheus.CounterVec
 	meterSeconds  *prometheus.HistogramVec
 	stripeSeconds *prometheus.HistogramVec
@@ -66,6 +67,10 @@ func newObserver(reg prometheus.Registerer) *observer {
 			Namespace: "meterbill", Name: "webhooks_refused_total",
 			Help: "Webhook requests refused before any invoice was looked at, by HTTP status (400 signature or malformed, 413 too large, 405 not a POST).",
 		}, []string{"status"}),
+		ignored: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "meterbill", Name: "webhooks_ignored_total",
+			Help: "Signed webhook deliveries of event types meterbill does not act on, by type.",
+		}, []string{"type"}),
 		lines: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "meterbill", Name: "invoice_lines_total",
 			Help: "Invoice lines: created on the invoice, existing (already billed, skipped), pending (created for the next invoice because the invoice was finalized), or refused (not billed: Stripe refused them for good or they are over the per-item limit; alert on it).",
@@ -94,7 +99,7 @@ func newObserver(reg prometheus.Registerer) *observer {
 		o.events[kind] = c
 		reg.MustRegister(c)
 	}
-	reg.MustRegister(o.invoices, o.refused, o.lines, o.meterSeconds, o.stripeSeconds)
+	reg.MustRegister(o.invoices, o.refused, o.ignored, o.lines, o.meterSeconds, o.stripeSeconds)
 	return o
 }
 
@@ -109,6 +114,8 @@ func (o *observer) Observe(m meterbill.Measurement) {
 		o.invoices.WithLabelValues(string(m.Outcome)).Add(float64(m.N))
 	case meterbill.WebhooksRefused:
 		o.refused.WithLabelValues(m.Status).Add(float64(m.N))
+	case meterbill.WebhooksIgnored:
+		o.ignored.WithLabelValues(m.Op).Add(float64(m.N))
 	case meterbill.LinesCreated:
 		o.lines.WithLabelValues("created").Add(float64(m.N))
 	case meterbill.LinesExisting:

@@ -36,6 +36,10 @@ func (s *fakeStripe) Invoice(context.Context, string) (meterbill.StripeInvoice, 
 	return meterbill.StripeInvoice{}, errors.New("fake: no invoices")
 }
 
+func (s *fakeStripe) Invoices(context.Context, meterbill.InvoiceQuery) ([]meterbill.StripeInvoice, error) {
+	return nil, nil
+}
+
 func (s *fakeStripe) Subscription(_ context.Context, id string) (meterbill.StripeSubscription, error) {
 	return meterbill.StripeSubscription{ID: id, Status: "active"}, nil
 }

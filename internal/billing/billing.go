@@ -14,7 +14,9 @@
 //     period (a manual invoice for part of the month), the rest is priced on top of them, so
 //     included units and tiers apply once per period;
 //   - catch-up (planCatchUp): whole periods before the window that no item covers, back to the
-//     lookback horizon and never before the subscription's usage began;
+//     lookback horizon and never before the subscription's usage began, nor inside a voided
+//     invoice's window (its usage is waived);
+//   - re-billing (planRebill): a voided invoice's window billed on its replacement;
 //   - completion (planCompletion): a run whose lines were cut short is finished from its record,
 //     at the quantity and prices it started with;
 //   - late usage (planLate): a run whose usage grew since it was billed gets one adjustment for
@@ -75,6 +77,15 @@ type Invoice struct {
 	// Renewal is true for a subscription_cycle invoice: only a renewal covers a whole billing
 	// period and may catch up the periods before it.
 	Renewal bool
+	// Rebill is a voided invoice whose usage this invoice bills, or nil.
+	Rebill *Voided
+}
+
+// Voided is a voided invoice of the subscription: the usage of its window is waived, never
+// caught up, unless an invoice re-bills it.
+type Voided struct {
+	ID         string
+	Start, End time.Time // its period
 }
 
 // World answers the planner's questions. Its calls must have no effect on what is billed.
@@ -88,6 +99,9 @@ type World interface {
 	// only when something before that could be billed: lines for buckets no item of the
 	// subscription proves to be after it.
 	Start() (time.Time, bool, error)
+	// Voided returns the subscription's voided invoices created since since. The planner asks
+	// only when catch-up has something to bill.
+	Voided(since time.Time) ([]Voided, error)
 }
 
 // Action is one line to create.
@@ -158,6 +172,11 @@ func Plan(inv Invoice, metrics []Metric, entries []ledger.Entry, w World, lookba
 		if err != nil {
 			return nil, 0, err
 		}
+		rebill, err := p.planRebill(m, usage, adjustments)
+		if err != nil {
+			return nil, 0, err
+		}
+		early = append(early, rebill...)
 		window, n, err := p.planWindow(m, usage, adjustments, covered)
 		if err != nil {
 			return nil, 0, err
@@ -180,6 +199,34 @@ type planner struct {
 	asked    bool // Start was asked
 	start    time.Time
 	known    bool
+	voided   []Voided
+	listed   bool // Voided was asked
+	// stacked are the runs this plan prices a period on top of: their late usage is billed by
+	// the new run, never by an adjustment of their own.
+	stacked []ledger.Entry
+}
+
+// waived returns the ranges of m's buckets inside voided invoices' windows, in Unix
+// nanoseconds, asking the world once.
+func (p *planner) waived(m Metric) ([][2]int64, error) {
+	if !p.listed {
+		v, err := p.w.Voided(p.horizon().Add(-(p.inv.End.Sub(p.inv.Start) + 24*time.Hour)))
+		if err != nil {
+			return nil, err
+		}
+		p.voided, p.listed = v, true
+	}
+	var out [][2]int64
+	for _, v := range p.voided {
+		if p.inv.Rebill != nil && v.ID == p.inv.Rebill.ID {
+			continue // re-billed here
+		}
+		if r, ok := ledger.Billable(m.Spec, v.Start.UnixNano(), v.End.UnixNano()); ok {
+			from, to := r.Window(m.Spec)
+			out = append(out, [2]int64{from, to})
+		}
+	}
+	return out, nil
 }
 
 // horizon is the earliest time catch-up, late usage and completion reach back to.
@@ -272,9 +319,10 @@ func (p *planner) planWindow(m Metric, usage, adjustments []ledger.Entry, covere
 // item covers, priced on top of what other items billed inside r (a manual invoice for part of
 // the month), so that included units and tiers apply once per billing period, never once per
 // Stripe invoice. The new lines bill the price of the period's usage now (the buckets billed
-// before and the new ones) less the price of what was billed, under today's prices, tier by
-// tier; their run covers the whole period billed so far and takes over the runs it stacks on,
-// whose late usage it then carries. Without items inside r it prices the uncovered buckets
+// before and the new ones), under today's prices, less what those items billed: tier by tier
+// where the tiers line up, else one line for the difference, and nothing if it is not
+// positive. Their run covers the whole period billed so far and takes over the runs it stacks
+// on, whose late usage it then carries. Without items inside r it prices the uncovered buckets
 // alone.
 func (p *planner) pricePeriod(m Metric, r ledger.Run, usage, adjustments []ledger.Entry, covered [][2]int64, catchUp bool) ([]Action, error) {
 	fresh := ledger.Uncovered(m.Spec, r, covered)
@@ -307,11 +355,14 @@ func (p *planner) pricePeriod(m Metric, r ledger.Run, usage, adjustments []ledge
 	if err != nil {
 		return nil, err
 	}
-	was, err := p.w.Price(m, start, end, billed)
+	was, err := billedLines(usage, adjustments, from, to)
 	if err != nil {
 		return nil, err
 	}
 	lines := LineDiff(now, was, q, billed)
+	if len(lines) > 0 {
+		p.stacked = append(p.stacked, prior...)
+	}
 	record := Record(lines)
 	todo := make([]Action, 0, len(lines))
 	for _, l := range lines {
@@ -398,12 +449,53 @@ func (p *planner) planCatchUp(m Metric, usage, adjustments []ledger.Entry, cover
 			if err != nil {
 				return nil, err
 			}
+			if len(priced) > 0 {
+				// A voided invoice's usage is waived: asked only now, when there is something
+				// to catch up.
+				waived, err := p.waived(m)
+				if err != nil {
+					return nil, err
+				}
+				if len(waived) > 0 {
+					if priced, err = p.priceOwed(m, run, usage, adjustments, slices.Concat(covered, waived), true); err != nil {
+						return nil, err
+					}
+				}
+			}
 			todo = append(todo, priced...)
 		}
 		if from.UnixNano() <= m.Spec.Start(first) {
 			return todo, nil
 		}
 	}
+}
+
+// planRebill bills the window of a voided invoice that this invoice re-bills, like a missed
+// period: the voided invoice's own items no longer count as billing it.
+func (p *planner) planRebill(m Metric, usage, adjustments []ledger.Entry) ([]Action, error) {
+	v := p.inv.Rebill
+	if v == nil {
+		return nil, nil
+	}
+	run, ok := ledger.Billable(m.Spec, v.Start.UnixNano(), v.End.UnixNano())
+	if !ok {
+		return nil, nil
+	}
+	live := func(es []ledger.Entry) []ledger.Entry {
+		return slices.DeleteFunc(slices.Clone(es), func(e ledger.Entry) bool { return e.Invoice == v.ID })
+	}
+	usage, adjustments = live(usage), live(adjustments)
+	var covered [][2]int64
+	for _, e := range usage {
+		covered = append(covered, e.Covered()...)
+	}
+	// Priced as the invoice's own (asked for by name, with or without a subscription), shown
+	// as the earlier period it is.
+	todo, err := p.priceOwed(m, run, usage, adjustments, covered, false)
+	for i := range todo {
+		todo[i].CatchUp = true
+	}
+	return todo, err
 }
 
 // planCompletion finishes runs whose lines were cut short (a crash between two tiers, a line
@@ -493,7 +585,8 @@ func (p *planner) planLate(m Metric, usage, adjustments []ledger.Entry) ([]Actio
 	var todo []Action
 	for _, run := range groupRuns(usage) {
 		e := run[0]
-		if e.Invoice == p.inv.ID || !e.To.After(p.horizon()) || e.To.After(p.inv.Start) || takenOver(e, usage) {
+		if e.Invoice == p.inv.ID || !e.To.After(p.horizon()) || e.To.After(p.inv.Start) || takenOver(e, usage) ||
+			slices.ContainsFunc(p.stacked, func(s ledger.Entry) bool { return s.Metric == e.Metric && s.SameRun(e) }) {
 			continue
 		}
 		billed, err := billedQuantity(e, usage, adjustments)
@@ -639,6 +732,78 @@ func billedWithin(m Metric, usage, adjustments []ledger.Entry, from, to int64) (
 	return runs, total, nil
 }
 
+// billedLines returns what the runs inside [from, to) (Unix nanoseconds) billed, tier by tier:
+// each run's recorded lines (what it bills once finished, which completion guarantees), or the
+// items themselves for a run written before the record existed, and every adjustment of them.
+// Runs another took over count too: each run records only the lines it added. Adjustments are
+// lines of no tier (-1), so that a bill on top of them is one line for the whole difference.
+func billedLines(usage, adjustments []ledger.Entry, from, to int64) ([]Line, error) {
+	inside := func(e ledger.Entry) bool {
+		for _, c := range e.Covered() {
+			if c[0] < from || c[1] > to {
+				return false
+			}
+		}
+		return true
+	}
+	byTier := map[int]*Line{}
+	add := func(tier int, qty string, amount int64) error {
+		q, err := parse(qty, "line quantity")
+		if err != nil {
+			return err
+		}
+		l := byTier[tier]
+		if l == nil {
+			l = &Line{Tier: tier}
+			byTier[tier] = l
+		}
+		var ok bool
+		if l.Quantity, ok = l.Quantity.Add(q); !ok || (amount > 0 && l.Amount+amount < l.Amount) {
+			return fmt.Errorf("%w: billed lines", ErrOverflow)
+		}
+		l.Amount += amount
+		return nil
+	}
+	for _, run := range groupRuns(usage) {
+		if !inside(run[0]) {
+			continue
+		}
+		var record []ledger.Line
+		recordTier := 0
+		for _, e := range run {
+			if e.Lines != nil && (record == nil || e.Tier < recordTier) {
+				record, recordTier = e.Lines, e.Tier
+			}
+		}
+		if record != nil {
+			for _, l := range record {
+				if err := add(l.Tier, l.Quantity, l.Amount); err != nil {
+					return nil, err
+				}
+			}
+		} else {
+			for _, e := range run {
+				if err := add(e.Tier, e.LineQty, e.Amount); err != nil {
+					return nil, err
+				}
+			}
+		}
+		for _, a := range adjustments {
+			if a.SameRun(run[0]) {
+				if err := add(-1, a.LineQty, a.Amount); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	out := make([]Line, 0, len(byTier))
+	for _, l := range byTier {
+		out = append(out, *l)
+	}
+	slices.SortFunc(out, func(a, b Line) int { return cmp.Compare(a.Tier, b.Tier) })
+	return out, nil
+}
+
 // billedQuantity is the quantity billed for e's run: the largest among its items and its
 // adjustments.
 func billedQuantity(e ledger.Entry, usage, adjustments []ledger.Entry) (fixed.Micros, error) {
@@ -691,10 +856,11 @@ func joinRuns(runs []ledger.Run) []ledger.Run {
 	return out
 }
 
-// LineDiff returns the lines that take a bill from was (the lines of quantity billed) to now
-// (the lines of quantity now): tier by tier, the quantity and amount each tier gained. Where a
-// tier lost (a Volume price whose whole quantity moved to a cheaper tier), it returns one line
-// for the whole difference, or none if the difference is not positive: a bill never goes down.
+// LineDiff returns the lines that take a bill from was (the lines billed for quantity billed)
+// to now (the lines of quantity now): tier by tier, the quantity and amount each tier gained.
+// Where a tier lost (a Volume price whose whole quantity moved to a cheaper tier, free units
+// granted by two earlier bills, prices changed since), it returns one line, of tier 0, for the
+// whole difference, or none if the difference is not positive: a bill never goes down.
 func LineDiff(now, was []Line, quantity, billed fixed.Micros) []Line {
 	prev := map[int]Line{}
 	for _, l := range was {
@@ -735,10 +901,12 @@ func LineDiff(now, was []Line, quantity, billed fixed.Micros) []Line {
 	if sumNow <= sumWas || len(now) == 0 {
 		return nil
 	}
+	// One line, of no tier and no single unit price: the price's description, the quantity
+	// added, and the difference in amount.
 	dq, _ := quantity.Sub(billed)
 	last := now[len(now)-1]
-	return []Line{{Tier: last.Tier, Description: last.Description, Quantity: dq, UnitPrice: last.UnitPrice, FlatFee: "0",
-		Amount: sumNow - sumWas, Plan: last.Plan}}
+	descr, _, _ := strings.Cut(last.Description, " (tier ")
+	return []Line{{Description: descr, Quantity: dq, FlatFee: "0", Amount: sumNow - sumWas, Plan: last.Plan}}
 }
 
 // firstBucketFrom returns the first bucket of s that starts at or after t.

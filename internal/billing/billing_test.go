@@ -2,6 +2,7 @@ package billing
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"testing"
 	"time"
@@ -28,6 +29,7 @@ type world struct {
 	usage      map[string]map[time.Time]int64 // metric → day → units
 	start      time.Time                      // zero: the subscription is unknown
 	startCalls int
+	voided     []Voided
 }
 
 func (w *world) Usage(m Metric, runs []ledger.Run) (fixed.Micros, error) {
@@ -64,6 +66,8 @@ func (w *world) Price(m Metric, _, _ time.Time, q fixed.Micros) ([]Line, error) 
 	return out, nil
 }
 
+func (w *world) Voided(time.Time) ([]Voided, error) { return w.voided, nil }
+
 func (w *world) Start() (time.Time, bool, error) {
 	w.startCalls++
 	return w.start, !w.start.IsZero(), nil
@@ -94,6 +98,34 @@ func monthStorage(invoice string, from, to time.Time, qty string, tiers ...int) 
 	var out []ledger.Entry
 	for _, t := range tiers {
 		out = append(out, entry(storage, invoice, from, to, qty, t, "", record...))
+	}
+	return out
+}
+
+// manualMarch is a manual invoice's storage run for March 1-14 at 40 a day: 560, of which 100
+// free and 460 at 2¢.
+func manualMarch() []ledger.Entry {
+	record := []ledger.Line{{Tier: 1, Quantity: "100", UnitPrice: "0", Amount: 0}, {Tier: 2, Quantity: "460", UnitPrice: "2", Amount: 920}}
+	var out []ledger.Entry
+	for _, l := range record {
+		e := entry(storage, "in_manual", day(3, 1), day(3, 15), "560", l.Tier, "", record...)
+		e.LineQty, e.Amount = l.Quantity, l.Amount
+		out = append(out, e)
+	}
+	return out
+}
+
+// stackedMarch is the March renewal's storage run priced on top of manualMarch: the month's 1240
+// cost 2040, the 560 billed 920, so 440 more at 2¢ and 240 at 1¢.
+func stackedMarch(tiers ...int) []ledger.Entry {
+	record := []ledger.Line{{Tier: 2, Quantity: "440", UnitPrice: "2", Amount: 880}, {Tier: 3, Quantity: "240", UnitPrice: "1", Amount: 240}}
+	var out []ledger.Entry
+	for _, l := range record {
+		if slices.Contains(tiers, l.Tier) {
+			e := entry(storage, "in_mar", day(3, 1), day(4, 1), "1240", l.Tier, "560", record...)
+			e.LineQty, e.Amount = l.Quantity, l.Amount
+			out = append(out, e)
+		}
 	}
 	return out
 }
@@ -219,10 +251,7 @@ func TestPlan(t *testing.T) {
 		{
 			name: "a manual invoice billed March 1-15: the renewal prices the rest on top, so the month costs 2040",
 			inv:  march, usage: usage(day(3, 1), day(4, 1)), start: day(3, 1),
-			entries: []ledger.Entry{
-				entry(storage, "in_manual", day(3, 1), day(3, 15), "560", 1, ""),
-				entry(storage, "in_manual", day(3, 1), day(3, 15), "560", 2, ""),
-			},
+			entries: manualMarch(),
 			want: []act{
 				{Metric: "calls", From: "2026-03-01", To: "2026-04-01", Qty: "310", Amount: 310},
 				{Metric: "storage", From: "2026-03-01", To: "2026-04-01", Tier: 2, Qty: "440", Amount: 880, Offset: "560"},
@@ -254,13 +283,8 @@ func TestPlan(t *testing.T) {
 		{
 			name: "a run taken over by one stacked on it gets no adjustment of its own: the stacked run's is priced at the month's top",
 			inv:  april, lookback: 60 * 24 * time.Hour, usage: usage(day(3, 1), day(5, 1)), start: day(3, 1),
-			entries: append([]ledger.Entry{
-				entry(storage, "in_manual", day(3, 1), day(3, 15), "560", 1, ""),
-				entry(storage, "in_manual", day(3, 1), day(3, 15), "560", 2, ""),
-				entry(storage, "in_mar", day(3, 1), day(4, 1), "1240", 2, "560"),
-				entry(storage, "in_mar", day(3, 1), day(4, 1), "1240", 3, "560"),
-			}, calledMarch),
-			late: func(u map[string]map[time.Time]int64) { u["storage"][day(3, 5)] += 100 },
+			entries: append(append(manualMarch(), stackedMarch(2, 3)...), calledMarch),
+			late:    func(u map[string]map[time.Time]int64) { u["storage"][day(3, 5)] += 100 },
 			want: append([]act{
 				{Metric: "storage", From: "2026-03-01", To: "2026-04-01", Qty: "100", Amount: 100, Base: "1240"},
 			}, aprilActs...),
@@ -317,7 +341,7 @@ func TestLineDiff(t *testing.T) {
 			now:      []Line{{Tier: 2, Quantity: u(3000), Amount: 1500, UnitPrice: "0.5"}},
 			was:      []Line{{Tier: 1, Quantity: u(1000), Amount: 1000}},
 			quantity: u(3000), billed: u(1000),
-			want: []Line{{Tier: 2, Quantity: u(2000), Amount: 500, UnitPrice: "0.5", FlatFee: "0"}},
+			want: []Line{{Quantity: u(2000), Amount: 500, FlatFee: "0"}},
 		},
 		{
 			name:     "per unit: the difference, rounded once each side",

@@ -110,6 +110,8 @@ type Entry struct {
 	// Lines are all the lines of the item's run, as priced; nil for adjustments and for items
 	// written before the record existed.
 	Lines []Line
+	// Amount is the item's amount. It is not in the metadata: the reader of the item sets it.
+	Amount int64
 }
 
 // Line is one line of a run, as recorded.

@@ -115,6 +115,10 @@ func (c *Client) Invoice(ctx context.Context, id string) (Invoice, error) {
 	if err != nil {
 		return Invoice{}, wrap("retrieve invoice", err)
 	}
+	return invoiceOf(inv), nil
+}
+
+func invoiceOf(inv *stripe.Invoice) Invoice {
 	out := Invoice{ID: inv.ID, Currency: string(inv.Currency), Status: string(inv.Status),
 		PeriodStart: time.Unix(inv.PeriodStart, 0).UTC(), PeriodEnd: time.Unix(inv.PeriodEnd, 0).UTC(),
 		BillingReason: string(inv.BillingReason)}
@@ -126,6 +130,32 @@ func (c *Client) Invoice(ctx context.Context, id string) (Invoice, error) {
 		if inv.Parent.SubscriptionDetails.Subscription != nil {
 			out.Subscription = inv.Parent.SubscriptionDetails.Subscription.ID
 		}
+	}
+	return out
+}
+
+// Invoices lists invoices, newest first, every page: those of subscription (or of customer, if
+// subscription is ""), with status if not "", created at or after since if not zero.
+func (c *Client) Invoices(ctx context.Context, customer, subscription, status string, since time.Time) ([]Invoice, error) {
+	params := &stripe.InvoiceListParams{}
+	params.Limit = stripe.Int64(100)
+	if subscription != "" {
+		params.Subscription = stripe.String(subscription)
+	} else if customer != "" {
+		params.Customer = stripe.String(customer)
+	}
+	if status != "" {
+		params.Status = stripe.String(status)
+	}
+	if !since.IsZero() {
+		params.CreatedRange = &stripe.RangeQueryParams{GreaterThanOrEqual: since.Unix()}
+	}
+	var out []Invoice
+	for inv, err := range c.sc.V1Invoices.List(ctx, params) {
+		if err != nil {
+			return nil, wrap("list invoices", err)
+		}
+		out = append(out, invoiceOf(inv))
 	}
 	return out, nil
 }

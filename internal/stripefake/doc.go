@@ -13,6 +13,10 @@
 //
 //   - GET /v1/customers/{id}, GET /v1/invoices/{id} and
 //     GET /v1/subscriptions/{id} (start date, trial end, status, metadata);
+//   - GET /v1/invoices with the customer, subscription, status and
+//     created[gte] filters, newest first, paginated with starting_after;
+//   - voided invoices (Server.SetInvoiceStatus) and deleted drafts
+//     (Server.DeleteInvoice);
 //   - POST /v1/invoiceitems with Stripe's validation of the parameters the
 //     fake knows (customer, invoice, currency, amount or unit_amount_decimal
 //     and quantity, description, period, metadata, discountable, expand);

@@ -137,3 +137,67 @@ func (s *Server) listItems(form url.Values, _ string) response {
 	}
 	return okJSON(newList(data, hasMore, "/v1/invoiceitems"))
 }
+
+// invoiceListParamNames are the parameters of GET /v1/invoices the fake knows, besides expand.
+var invoiceListParamNames = map[string]bool{
+	"customer": true, "subscription": true, "status": true, "limit": true, "starting_after": true,
+	"created[gte]": true,
+}
+
+// listInvoices serves GET /v1/invoices: newest first, filtered by customer, subscription, status
+// and created[gte], cursor-paginated with starting_after.
+func (s *Server) listInvoices(form url.Values, _ string) response {
+	for _, name := range sortedKeys(form) {
+		if !invoiceListParamNames[name] && !isExpand(name) {
+			return unknownParam(name)
+		}
+	}
+	limit := defaultLimit
+	if form.Has("limit") {
+		n, err := strconv.Atoi(form.Get("limit"))
+		if err != nil || n < 1 || n > maxLimit {
+			return badParam("", "limit", fmt.Sprintf("Invalid limit: must be between 1 and %d", maxLimit))
+		}
+		limit = n
+	}
+	var since int64
+	if form.Has("created[gte]") {
+		n, err := strconv.ParseInt(form.Get("created[gte]"), 10, 64)
+		if err != nil {
+			return badParam("parameter_invalid_integer", "created[gte]", "Invalid integer: "+form.Get("created[gte]"))
+		}
+		since = n
+	}
+	switch st := form.Get("status"); st {
+	case "", "draft", "open", "paid", "uncollectible", "void":
+	default:
+		return badParam("", "status", "Invalid status: must be one of draft, open, paid, uncollectible, or void")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var all []*Invoice
+	for _, inv := range s.invoices {
+		if (form.Get("customer") == "" || inv.Customer == form.Get("customer")) &&
+			(form.Get("subscription") == "" || inv.Subscription == form.Get("subscription")) &&
+			(form.Get("status") == "" || inv.Status == form.Get("status")) && inv.Created >= since {
+			all = append(all, inv)
+		}
+	}
+	slices.SortFunc(all, func(a, b *Invoice) int { return cmp.Or(cmp.Compare(b.Created, a.Created), cmp.Compare(b.ID, a.ID)) })
+	if after := form.Get("starting_after"); after != "" {
+		i := slices.IndexFunc(all, func(inv *Invoice) bool { return inv.ID == after })
+		if i < 0 {
+			return badParam("resource_missing", "starting_after", fmt.Sprintf("No such invoice: '%s'", after))
+		}
+		all = all[i+1:]
+	}
+	hasMore := len(all) > limit
+	if hasMore {
+		all = all[:limit]
+	}
+	data := make([]invoiceJSON, len(all))
+	for i, inv := range all {
+		data[i] = renderInvoice(inv)
+	}
+	return okJSON(newList(data, hasMore, "/v1/invoices"))
+}

@@ -139,6 +139,7 @@ type invoiceJSON struct {
 	ID            string             `json:"id"`
 	Object        string             `json:"object"`
 	BillingReason *string            `json:"billing_reason"`
+	Created       int64              `json:"created"`
 	Currency      string             `json:"currency"`
 	Customer      string             `json:"customer"`
 	Lines         listJSON[struct{}] `json:"lines"`
@@ -169,6 +170,7 @@ func renderInvoice(inv *Invoice) invoiceJSON {
 		ID:            inv.ID,
 		Object:        "invoice",
 		BillingReason: strOrNull(inv.BillingReason),
+		Created:       inv.Created,
 		Currency:      inv.Currency,
 		Customer:      inv.Customer,
 		Lines:         newList[struct{}](nil, false, "/v1/invoices/"+inv.ID+"/lines"),

@@ -187,6 +187,9 @@ func (s *Server) route(method, path string) handler {
 	if method != http.MethodGet {
 		return nil
 	}
+	if path == "/v1/invoices" {
+		return s.listInvoices
+	}
 	if id, ok := pathID(path, "/v1/invoiceitems/"); ok {
 		return func(form url.Values, _ string) response { return s.retrieveItem(id, form) }
 	}

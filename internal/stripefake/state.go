@@ -19,6 +19,9 @@ type Invoice struct {
 	// SubscriptionMetadata is shown at parent.subscription_details.metadata.
 	SubscriptionMetadata map[string]string
 	Livemode             bool
+	// Created is when the invoice was created, unix seconds; AddInvoice sets PeriodEnd if 0,
+	// as for a renewal created when its period ends.
+	Created int64
 }
 
 // Subscription is a subscription the fake knows, as set up by AddSubscription.
@@ -76,6 +79,9 @@ func (s *Server) AddInvoice(inv Invoice) {
 	if inv.Status == "" {
 		inv.Status = "draft"
 	}
+	if inv.Created == 0 {
+		inv.Created = inv.PeriodEnd
+	}
 	inv.SubscriptionMetadata = cloneMap(inv.SubscriptionMetadata)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -115,6 +121,24 @@ func (s *Server) SetInvoiceStatus(id, status string) {
 		panic(fmt.Sprintf("stripefake: SetInvoiceStatus: no invoice %q", id))
 	}
 	inv.Status = status
+}
+
+// DeleteInvoice deletes a draft invoice, as Stripe lets one delete a one-off
+// draft: it is gone, and its items become pending. It panics if the invoice
+// does not exist or is not a draft.
+func (s *Server) DeleteInvoice(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	inv, ok := s.invoices[id]
+	if !ok || inv.Status != "draft" {
+		panic(fmt.Sprintf("stripefake: DeleteInvoice: no draft invoice %q", id))
+	}
+	delete(s.invoices, id)
+	for _, it := range s.items {
+		if it.Invoice == id {
+			it.Invoice = ""
+		}
+	}
 }
 
 // Invoice returns a copy of an invoice.
