@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -95,6 +96,14 @@ func (s *stubStripe) Invoice(_ context.Context, id string) (meterbill.StripeInvo
 
 func (s *stubStripe) Invoices(context.Context, meterbill.InvoiceQuery) ([]meterbill.StripeInvoice, error) {
 	return nil, nil
+}
+
+func (s *stubStripe) CreateInvoice(context.Context, meterbill.NewInvoice, string) (meterbill.StripeInvoice, error) {
+	return meterbill.StripeInvoice{}, errors.New("stub: no invoices are created")
+}
+
+func (s *stubStripe) FinalizeInvoice(context.Context, string) (meterbill.StripeInvoice, error) {
+	return meterbill.StripeInvoice{}, errors.New("stub: no invoices are finalized")
 }
 
 func (s *stubStripe) Subscription(_ context.Context, id string) (meterbill.StripeSubscription, error) {

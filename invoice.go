@@ -335,14 +335,21 @@ func describeDecimal(d decimal.Decimal) string {
 // use and should return *[StripeError] for failed calls, so retries can tell transient failures
 // from permanent ones.
 //
-// It has six methods rather than the house's usual three: reading an invoice (for
-// [Handler.BillInvoice]), a subscription's voided invoices (their usage is waived), its start,
-// the customer (for [CustomerMetadataAccount]) and the items (the ledger), plus the one write.
+// It has eight methods rather than the house's usual three: reading an invoice (for
+// [Handler.BillInvoice]), listing invoices (a subscription's voided ones, whose usage is waived;
+// a customer's final one), a subscription's start, the customer (for [CustomerMetadataAccount])
+// and the items (the ledger), and the writes: an item, and a subscription's final invoice,
+// created and finalized.
 type StripeClient interface {
 	// Invoice retrieves an invoice.
 	Invoice(ctx context.Context, id string) (StripeInvoice, error)
 	// Invoices lists the invoices q selects, every page.
 	Invoices(ctx context.Context, q InvoiceQuery) ([]StripeInvoice, error)
+	// CreateInvoice creates a draft invoice under an idempotency key (a subscription's final
+	// invoice).
+	CreateInvoice(ctx context.Context, inv NewInvoice, idempotencyKey string) (StripeInvoice, error)
+	// FinalizeInvoice finalizes a draft invoice.
+	FinalizeInvoice(ctx context.Context, id string) (StripeInvoice, error)
 	// Subscription retrieves a subscription.
 	Subscription(ctx context.Context, id string) (StripeSubscription, error)
 	// CustomerMetadata retrieves a customer's metadata.
@@ -369,13 +376,30 @@ type StripeInvoice struct {
 	BillingReason string
 	// Subscription is the id of the subscription that generated the invoice, "" if none.
 	Subscription string
+	// Metadata is the invoice's own metadata.
+	Metadata map[string]string
 }
 
 // InvoiceQuery selects invoices to list. It is plain data.
 type InvoiceQuery struct {
-	Subscription string    // the subscription's invoices; required
+	Subscription string    // the subscription's invoices; or
+	Customer     string    // the customer's, when Subscription is ""
 	Status       string    // "draft", "open", "paid", "uncollectible" or "void"; "" for any
 	CreatedSince time.Time // created at or after; zero for any time
+}
+
+// NewInvoice is an invoice for [StripeClient.CreateInvoice] to create. It is plain data.
+type NewInvoice struct {
+	Customer, Currency, Description string
+	// SendInvoice sends it for payment within DaysUntilDue days; otherwise Stripe charges the
+	// customer's default payment method (collection_method charge_automatically).
+	SendInvoice  bool
+	DaysUntilDue int64
+	// AutoAdvance lets Stripe finalize and collect it without further action.
+	AutoAdvance bool
+	// IncludePending moves the customer's pending invoice items in the currency onto it.
+	IncludePending bool
+	Metadata       map[string]string
 }
 
 // StripeSubscription is the part of a Stripe subscription meterbill reads. It is plain data.
@@ -473,12 +497,24 @@ func (s *StripeAPI) Invoice(ctx context.Context, id string) (StripeInvoice, erro
 
 // Invoices implements [StripeClient].
 func (s *StripeAPI) Invoices(ctx context.Context, q InvoiceQuery) ([]StripeInvoice, error) {
-	invs, err := s.c.Invoices(ctx, "", q.Subscription, q.Status, q.CreatedSince)
+	invs, err := s.c.Invoices(ctx, q.Customer, q.Subscription, q.Status, q.CreatedSince)
 	out := make([]StripeInvoice, len(invs))
 	for i, inv := range invs {
 		out[i] = StripeInvoice(inv)
 	}
 	return out, stripeError(err)
+}
+
+// CreateInvoice implements [StripeClient].
+func (s *StripeAPI) CreateInvoice(ctx context.Context, inv NewInvoice, idempotencyKey string) (StripeInvoice, error) {
+	made, err := s.c.CreateInvoice(ctx, stripeapi.NewInvoice(inv), idempotencyKey)
+	return StripeInvoice(made), stripeError(err)
+}
+
+// FinalizeInvoice implements [StripeClient].
+func (s *StripeAPI) FinalizeInvoice(ctx context.Context, id string) (StripeInvoice, error) {
+	done, err := s.c.FinalizeInvoice(ctx, id)
+	return StripeInvoice(done), stripeError(err)
 }
 
 // Subscription implements [StripeClient].
@@ -816,10 +852,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, fmt.Errorf("%w: %w", ErrMalformedEvent, err))
 		return
 	}
-	inv := StripeInvoice{ID: wi.ID, Customer: wi.Customer, Currency: wi.Currency, Status: wi.Status,
-		PeriodStart: time.Unix(wi.PeriodStart, 0).UTC(), PeriodEnd: time.Unix(wi.PeriodEnd, 0).UTC(),
-		SubscriptionMetadata: wi.SubscriptionMetadata, BillingReason: wi.BillingReason, Subscription: wi.Subscription}
-	if ev.Type != "invoice.created" {
+	ended := ev.Type == stripeevent.SubscriptionDeleted && h.o.finalInvoice != FinalInvoiceOff
+	if ev.Type != "invoice.created" && !ended {
 		h.o.logger.Debug("meterbill: webhook ignored", "event", ev.ID, "type", ev.Type)
 		h.o.observer.Observe(Measurement{Kind: WebhooksIgnored, N: 1, Op: ev.Type})
 		w.WriteHeader(http.StatusOK)
@@ -829,7 +863,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), h.o.deadline)
 	defer cancel()
 	sc := &countingStripe{StripeClient: h.stripe}
-	rep := h.billWith(ctx, sc, inv, false, nil)
+	var rep *Report
+	if ended {
+		rep = h.billEnd(ctx, sc, *ev.Subscription)
+	} else {
+		inv := StripeInvoice{ID: wi.ID, Customer: wi.Customer, Currency: wi.Currency, Status: wi.Status,
+			PeriodStart: time.Unix(wi.PeriodStart, 0).UTC(), PeriodEnd: time.Unix(wi.PeriodEnd, 0).UTC(),
+			SubscriptionMetadata: wi.SubscriptionMetadata, BillingReason: wi.BillingReason, Subscription: wi.Subscription}
+		rep = h.billWith(ctx, sc, inv, handling{})
+	}
 	rep.Event, rep.StripeRequests = ev.ID, int(sc.n.Load())
 	h.report(rep)
 	if rep.Err != nil {
@@ -871,9 +913,9 @@ func (h *Handler) BillInvoice(ctx context.Context, invoiceID string, opts ...Bil
 	case err != nil:
 		rep = &Report{Invoice: invoiceID, Outcome: OutcomeFailed, Err: fmt.Errorf("meterbill: invoice %s: %w", invoiceID, err)}
 	case bo.rebill != "":
-		rep = h.billWith(ctx, sc, inv, true, &voided)
+		rep = h.billWith(ctx, sc, inv, handling{fresh: true, rebill: &voided})
 	default:
-		rep = h.billWith(ctx, sc, inv, true, nil)
+		rep = h.billWith(ctx, sc, inv, handling{fresh: true})
 	}
 	rep.StripeRequests = int(sc.n.Load())
 	h.report(rep)
@@ -959,6 +1001,14 @@ func (c *countingStripe) Invoices(ctx context.Context, q InvoiceQuery) ([]Stripe
 	return countCall(ctx, c, func(ctx context.Context) ([]StripeInvoice, error) { return c.StripeClient.Invoices(ctx, q) })
 }
 
+func (c *countingStripe) CreateInvoice(ctx context.Context, inv NewInvoice, key string) (StripeInvoice, error) {
+	return countCall(ctx, c, func(ctx context.Context) (StripeInvoice, error) { return c.StripeClient.CreateInvoice(ctx, inv, key) })
+}
+
+func (c *countingStripe) FinalizeInvoice(ctx context.Context, id string) (StripeInvoice, error) {
+	return countCall(ctx, c, func(ctx context.Context) (StripeInvoice, error) { return c.StripeClient.FinalizeInvoice(ctx, id) })
+}
+
 func (c *countingStripe) Subscription(ctx context.Context, id string) (StripeSubscription, error) {
 	return countCall(ctx, c, func(ctx context.Context) (StripeSubscription, error) { return c.StripeClient.Subscription(ctx, id) })
 }
@@ -1003,7 +1053,20 @@ func retry[T any](ctx context.Context, h *Handler, f func() (T, error)) (T, erro
 //
 // With pendingIfFinal, an invoice that is no longer a draft is billed as pending items; without
 // it (the webhook), such an invoice is left alone.
-func (h *Handler) billWith(ctx context.Context, sc StripeClient, inv StripeInvoice, fresh bool, rebill *StripeInvoice) *Report {
+// handling says how billWith treats its invoice.
+type handling struct {
+	fresh  bool           // the invoice's status was read from Stripe now, not from an event's snapshot
+	rebill *StripeInvoice // a voided invoice whose window this one bills
+	// final bills a subscription that ended: the buckets straddling its end, and catch-up
+	// stepping back by nominal period lengths. The invoice is made by makeInvoice, only once
+	// there is a line to put on it.
+	final       bool
+	nominalEnd  time.Time
+	makeInvoice func() (StripeInvoice, error)
+}
+
+func (h *Handler) billWith(ctx context.Context, sc StripeClient, inv StripeInvoice, how handling) *Report {
+	fresh, rebill := how.fresh, how.rebill
 	rep := &Report{Invoice: inv.ID, Customer: inv.Customer, Window: Period{Start: inv.PeriodStart, End: inv.PeriodEnd}}
 	fail := func(err error) *Report {
 		rep.Outcome, rep.Err = OutcomeFailed, fmt.Errorf("meterbill: invoice %s: %w", inv.ID, err)
@@ -1075,7 +1138,7 @@ func (h *Handler) billWith(ctx context.Context, sc StripeClient, inv StripeInvoi
 		if err != nil {
 			return fail(err)
 		}
-		todo, existing, err := h.plan(ctx, sc, inv, acct, entries, start, rebill)
+		todo, existing, err := h.plan(ctx, sc, inv, acct, entries, start, rebill, how)
 		if err != nil {
 			return fail(err)
 		}
@@ -1096,6 +1159,13 @@ func (h *Handler) billWith(ctx context.Context, sc StripeClient, inv StripeInvoi
 				rep.Outcome = OutcomeNothingToBill
 			}
 			return rep
+		}
+		if inv.ID == "" && how.makeInvoice != nil {
+			made, err := how.makeInvoice()
+			if err != nil {
+				return fail(err)
+			}
+			inv.ID, inv.Status, rep.Invoice = made.ID, made.Status, made.ID
 		}
 		reread := false
 		for _, a := range todo {
@@ -1220,6 +1290,60 @@ func (h *Handler) create(ctx context.Context, sc StripeClient, inv StripeInvoice
 	}
 }
 
+// finalKey is the metadata key of a final invoice meterbill made: the subscription it ends.
+const finalKey = "meterbill_final"
+
+// billEnd bills what a subscription that ended still owes, on a final invoice meterbill makes
+// (customer.subscription.deleted): its usage is billed in arrears, so its last period, the
+// buckets straddling the end included, and any period missed before it, have no invoice of
+// Stripe's to go on. The invoice is made only if something is owed, under an idempotency key
+// and metadata naming the subscription, so redeliveries find it; with [FinalInvoiceCharge] it is
+// finalized once its lines are on, and Stripe collects it.
+func (h *Handler) billEnd(ctx context.Context, sc StripeClient, sub stripeevent.Subscription) *Report {
+	ended := time.Unix(sub.EndedAt, 0).UTC()
+	inv := StripeInvoice{Customer: sub.Customer, Currency: sub.Currency, Status: "draft",
+		PeriodStart: time.Unix(sub.CurrentPeriodStart, 0).UTC(), PeriodEnd: ended,
+		SubscriptionMetadata: sub.Metadata, BillingReason: "subscription_cycle", Subscription: sub.ID}
+	how := handling{fresh: true, final: true, nominalEnd: time.Unix(sub.CurrentPeriodEnd, 0).UTC()}
+	failed := func(err error) *Report {
+		return &Report{Customer: sub.Customer, Window: Period{Start: inv.PeriodStart, End: ended}, Outcome: OutcomeFailed,
+			Err: fmt.Errorf("meterbill: final invoice of subscription %s: %w", sub.ID, err)}
+	}
+	// A final invoice made by an earlier delivery?
+	invs, err := retry(ctx, h, func() ([]StripeInvoice, error) {
+		return sc.Invoices(ctx, InvoiceQuery{Customer: sub.Customer, CreatedSince: ended.Add(-24 * time.Hour)})
+	})
+	if err != nil {
+		return failed(err)
+	}
+	for _, made := range invs {
+		if made.Metadata[finalKey] == sub.ID {
+			inv.ID, inv.Status = made.ID, made.Status
+		}
+	}
+	switch {
+	case inv.ID == "":
+		how.makeInvoice = func() (StripeInvoice, error) {
+			return retry(ctx, h, func() (StripeInvoice, error) {
+				return sc.CreateInvoice(ctx, NewInvoice{Customer: sub.Customer, Currency: sub.Currency,
+					Description: "Usage up to the end of your subscription", AutoAdvance: h.o.finalInvoice == FinalInvoiceCharge,
+					IncludePending: true, Metadata: map[string]string{finalKey: sub.ID}}, "meterbill-final-"+sub.ID)
+			})
+		}
+	case inv.Status != "draft":
+		// Finalized already: a redelivery after the work was done.
+		return &Report{Invoice: inv.ID, Customer: sub.Customer, Window: Period{Start: inv.PeriodStart, End: ended}, Outcome: OutcomeAlreadyBilled}
+	}
+	rep := h.billWith(ctx, sc, inv, how)
+	if rep.Err != nil || rep.Invoice == "" || h.o.finalInvoice != FinalInvoiceCharge {
+		return rep
+	}
+	if _, err := retry(ctx, h, func() (StripeInvoice, error) { return sc.FinalizeInvoice(ctx, rep.Invoice) }); err != nil {
+		rep.Outcome, rep.Err = OutcomeFailed, fmt.Errorf("meterbill: final invoice %s: finalizing: %w", rep.Invoice, err)
+	}
+	return rep
+}
+
 // errVoided and errDeleted stop a handling whose invoice was voided or deleted meanwhile.
 var (
 	errVoided  = errors.New("invoice voided")
@@ -1261,7 +1385,7 @@ func ledgerEntries(items []InvoiceItem, account uint64) ([]ledger.Entry, error) 
 // plan returns the lines still to create for inv, and how many of its lines already exist. The
 // decision is the planner's (internal/billing); the world it asks reads the meter, the pricer
 // and, only when catch-up needs it, the subscription.
-func (h *Handler) plan(ctx context.Context, sc StripeClient, inv StripeInvoice, acct uint64, entries []ledger.Entry, start *usageStart, rebill *StripeInvoice) ([]billing.Action, int, error) {
+func (h *Handler) plan(ctx context.Context, sc StripeClient, inv StripeInvoice, acct uint64, entries []ledger.Entry, start *usageStart, rebill *StripeInvoice, how handling) ([]billing.Action, int, error) {
 	metrics := h.pricer.Metrics()
 	w := &world{ctx: ctx, h: h, sc: sc, inv: inv, currency: inv.Currency, acct: acct, start: start, metrics: make(map[string]Metric, len(metrics))}
 	planned := make([]billing.Metric, len(metrics))
@@ -1277,7 +1401,7 @@ func (h *Handler) plan(ctx context.Context, sc StripeClient, inv StripeInvoice, 
 		planned[i] = billing.Metric{Code: m.Code, Spec: m.spec(), Merge: merge}
 	}
 	binv := billing.Invoice{ID: inv.ID, Subscription: inv.Subscription, Start: inv.PeriodStart, End: inv.PeriodEnd,
-		Renewal: inv.BillingReason == "subscription_cycle"}
+		Renewal: inv.BillingReason == "subscription_cycle", Final: how.final, NominalEnd: how.nominalEnd}
 	if rebill != nil {
 		binv.Rebill = &billing.Voided{ID: rebill.ID, Start: rebill.PeriodStart, End: rebill.PeriodEnd}
 	}
@@ -1503,6 +1627,20 @@ func (s observedStripe) Invoices(ctx context.Context, q InvoiceQuery) ([]StripeI
 	invs, err := s.StripeClient.Invoices(ctx, q)
 	s.observe("invoices", start, err)
 	return invs, err
+}
+
+func (s observedStripe) CreateInvoice(ctx context.Context, inv NewInvoice, key string) (StripeInvoice, error) {
+	start := time.Now()
+	made, err := s.StripeClient.CreateInvoice(ctx, inv, key)
+	s.observe("create_invoice", start, err)
+	return made, err
+}
+
+func (s observedStripe) FinalizeInvoice(ctx context.Context, id string) (StripeInvoice, error) {
+	start := time.Now()
+	done, err := s.StripeClient.FinalizeInvoice(ctx, id)
+	s.observe("finalize_invoice", start, err)
+	return done, err
 }
 
 func (s observedStripe) Subscription(ctx context.Context, id string) (StripeSubscription, error) {

@@ -6,7 +6,10 @@ package meterbill_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -174,5 +177,167 @@ func TestVoidedInvoiceIsWaivedUnlessRebilled(t *testing.T) {
 	}
 	if _, err := b.handler.BillInvoice(context.Background(), "in_mar_r", meterbill.Rebill("in_apr")); !errors.Is(err, meterbill.ErrNotVoid) {
 		t.Errorf("Rebill of an invoice that is not void: %v, want ErrNotVoid", err)
+	}
+}
+
+// subscriptionDeleted builds a customer.subscription.deleted event in basil's shape (the current
+// period on the items).
+func subscriptionDeleted(t testing.TB, id, customer string, account uint64, periodStart, periodEnd, ended time.Time) []byte {
+	t.Helper()
+	sub := map[string]any{
+		"id": id, "object": "subscription", "customer": customer, "status": "canceled", "currency": "usd",
+		"metadata": map[string]string{"meter_account": fmt.Sprint(account)}, "start_date": periodStart.AddDate(0, -3, 0).Unix(),
+		"ended_at": ended.Unix(), "canceled_at": ended.Unix(), "cancel_at_period_end": ended.Equal(periodEnd), "trial_end": nil,
+		"items": map[string]any{"object": "list", "has_more": false, "data": []any{map[string]any{
+			"id": "si_1", "object": "subscription_item", "current_period_start": periodStart.Unix(), "current_period_end": periodEnd.Unix(),
+		}}},
+	}
+	ev := map[string]any{"id": "evt_end_" + id, "object": "event", "api_version": "2025-08-27.basil", "type": "customer.subscription.deleted",
+		"created": ended.Unix(), "data": map[string]any{"object": sub}, "livemode": false, "pending_webhooks": 1}
+	b, err := json.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// post delivers a signed payload to the bridge's handler.
+func (b *bridge) post(t testing.TB, payload []byte) int {
+	t.Helper()
+	w := httptest.NewRecorder()
+	b.handler.ServeHTTP(w, signed(t, payload, time.Now(), secret))
+	return w.Code
+}
+
+// TestSubscriptionEndBillsTheLastPeriod: usage is billed in arrears, so when a subscription
+// ends, Stripe has no invoice for its last period. On customer.subscription.deleted meterbill
+// makes a final invoice with everything still owed (the last period, the buckets straddling the
+// end included, and any period missed before it), once, and finalizes it so that Stripe
+// collects it; or leaves it a draft; or does nothing, as WithFinalInvoice says.
+func TestSubscriptionEndBillsTheLastPeriod(t *testing.T) {
+	tests := []struct {
+		name        string
+		opts        []meterbill.Option
+		billed      [][2]time.Time // renewals delivered before
+		period      [2]time.Time   // the current period when it ended
+		ended       time.Time
+		wantStatus  string // the final invoice's; "" for none
+		wantAdvance bool
+		wantItems   []itemView // on the final invoice
+		wantOutcome meterbill.Outcome
+	}{
+		{
+			name:   "canceled on March 20: March's requests and its first 20 days of storage",
+			billed: [][2]time.Time{{date(2026, 2, 1), date(2026, 3, 1)}},
+			period: [2]time.Time{date(2026, 3, 1), date(2026, 4, 1)}, ended: at(2026, 3, 20, 15, 0),
+			wantStatus: "open", wantAdvance: true, wantOutcome: meterbill.OutcomeBilled,
+			wantItems: []itemView{
+				{Desc: "Requests: 200", Amount: 20, From: "2026-03-01", To: "2026-04-01", Tier: "0"},
+				{Desc: "Storage (tier 1): 100", Amount: 0, From: "2026-03-01", To: "2026-03-21", Tier: "1"},
+				{Desc: "Storage (tier 2): 700", Amount: 1400, From: "2026-03-01", To: "2026-03-21", Tier: "2"},
+			},
+		},
+		{
+			name:   "canceled at the period's end: the whole of March",
+			billed: [][2]time.Time{{date(2026, 2, 1), date(2026, 3, 1)}},
+			period: [2]time.Time{date(2026, 3, 1), date(2026, 4, 1)}, ended: date(2026, 4, 1),
+			wantStatus: "open", wantAdvance: true, wantOutcome: meterbill.OutcomeBilled,
+			wantItems: []itemView{
+				{Desc: "Requests: 200", Amount: 20, From: "2026-03-01", To: "2026-04-01", Tier: "0"},
+				{Desc: "Storage (tier 1): 100", Amount: 0, From: "2026-03-01", To: "2026-04-01", Tier: "1"},
+				{Desc: "Storage (tier 2): 700", Amount: 1400, From: "2026-03-01", To: "2026-04-01", Tier: "2"},
+			},
+		},
+		{
+			name:   "March's renewal was lost, canceled on April 10: March caught up, and April's first days",
+			billed: [][2]time.Time{{date(2026, 2, 1), date(2026, 3, 1)}},
+			period: [2]time.Time{date(2026, 4, 1), date(2026, 5, 1)}, ended: date(2026, 4, 10),
+			wantStatus: "open", wantAdvance: true, wantOutcome: meterbill.OutcomeBilled,
+			wantItems: []itemView{
+				{Desc: "Requests: 200 (2026-03-01, not billed before)", Amount: 20, From: "2026-03-01", To: "2026-04-01", Tier: "0"},
+				{Desc: "Storage (tier 1): 100 (2026-03-01, not billed before)", Amount: 0, From: "2026-03-01", To: "2026-04-01", Tier: "1"},
+				{Desc: "Storage (tier 2): 700 (2026-03-01, not billed before)", Amount: 1400, From: "2026-03-01", To: "2026-04-01", Tier: "2"},
+			},
+		},
+		{
+			name:   "WithFinalInvoice(FinalInvoiceDraft): left a draft for review",
+			opts:   []meterbill.Option{meterbill.WithFinalInvoice(meterbill.FinalInvoiceDraft)},
+			billed: [][2]time.Time{{date(2026, 2, 1), date(2026, 3, 1)}},
+			period: [2]time.Time{date(2026, 3, 1), date(2026, 4, 1)}, ended: date(2026, 4, 1),
+			wantStatus: "draft", wantAdvance: false, wantOutcome: meterbill.OutcomeBilled,
+			wantItems: []itemView{
+				{Desc: "Requests: 200", Amount: 20, From: "2026-03-01", To: "2026-04-01", Tier: "0"},
+				{Desc: "Storage (tier 1): 100", Amount: 0, From: "2026-03-01", To: "2026-04-01", Tier: "1"},
+				{Desc: "Storage (tier 2): 700", Amount: 1400, From: "2026-03-01", To: "2026-04-01", Tier: "2"},
+			},
+		},
+		{
+			name:   "nothing owed: no invoice",
+			billed: [][2]time.Time{{date(2026, 2, 1), date(2026, 3, 1)}, {date(2026, 3, 1), date(2026, 4, 1)}},
+			period: [2]time.Time{date(2026, 4, 1), date(2026, 5, 1)}, ended: date(2026, 4, 1).Add(time.Hour),
+			wantOutcome: meterbill.OutcomeNothingToBill,
+		},
+		{
+			name:   "WithFinalInvoice(FinalInvoiceOff): nothing done",
+			opts:   []meterbill.Option{meterbill.WithFinalInvoice(meterbill.FinalInvoiceOff)},
+			billed: [][2]time.Time{{date(2026, 2, 1), date(2026, 3, 1)}},
+			period: [2]time.Time{date(2026, 3, 1), date(2026, 4, 1)}, ended: date(2026, 4, 1),
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := newBridge(t, billPlan, tt.opts...)
+			// 10 requests and 40 GB a day in February; in March, 10 requests and 40 GB a day
+			// until the 20th, nothing after.
+			b.record(t, 42, date(2026, 2, 1), date(2026, 3, 21), 10, "40")
+			for i, p := range tt.billed {
+				inv := b.invoice(fmt.Sprint("in_", i), "cus_a", 42, "draft", p[0], p[1])
+				if got := b.deliver(t, inv, "draft"); got != 200 {
+					t.Fatalf("renewal %d: %d", i, got)
+				}
+			}
+			before := len(b.reports)
+			payload := subscriptionDeleted(t, "sub_cus_a", "cus_a", 42, tt.period[0], tt.period[1], tt.ended)
+			for range 2 { // and a redelivery, which makes no second invoice
+				if got := b.post(t, payload); got != 200 {
+					t.Fatalf("status %d: %v", got, b.lastReport().Err)
+				}
+			}
+			if tt.wantOutcome == "" {
+				if len(b.reports) != before {
+					t.Errorf("reports %+v, want none", b.reports[before:])
+				}
+				return
+			}
+			if got := b.reports[before].Outcome; got != tt.wantOutcome {
+				t.Errorf("outcome %q, want %q (%v)", got, tt.wantOutcome, b.reports[before].Err)
+			}
+			var finals []stripefake.Invoice
+			for _, id := range []string{"in_fake00000001", "in_fake00000002"} {
+				if inv, ok := b.stripe.Invoice(id); ok {
+					finals = append(finals, inv)
+				}
+			}
+			if tt.wantStatus == "" {
+				if len(finals) != 0 {
+					t.Errorf("final invoices %+v, want none", finals)
+				}
+				return
+			}
+			if len(finals) != 1 {
+				t.Fatalf("%d final invoices, want 1", len(finals))
+			}
+			f := finals[0]
+			if f.Status != tt.wantStatus || f.AutoAdvance != tt.wantAdvance || f.CollectionMethod != "charge_automatically" || f.Metadata["meterbill_final"] != "sub_cus_a" {
+				t.Errorf("final invoice %+v: want status %s, auto_advance %v, charged automatically, naming the subscription", f, tt.wantStatus, tt.wantAdvance)
+			}
+			want := append([]itemView(nil), tt.wantItems...)
+			for i := range want {
+				want[i].Invoice = f.ID
+			}
+			if diff := cmp.Diff(sortViews(want), view(b.stripe.InvoiceItems(f.ID))); diff != "" {
+				t.Errorf("the final invoice's items (-want +got):\n%s", diff)
+			}
+		})
 	}
 }

@@ -64,6 +64,7 @@ type options struct {
 	retryMax     time.Duration
 	lookback     time.Duration
 	trialUsage   bool
+	finalInvoice FinalInvoice
 
 	queueSize        int
 	batchSize        int
@@ -120,6 +121,8 @@ func newOptions(s scope, opts []Option) (*options, error) {
 		return nil, fmt.Errorf("meterbill: WithObserver(nil): pass an observer, or leave the option out")
 	case o.maxBody < 1024:
 		return nil, fmt.Errorf("meterbill: WithMaxBodyBytes(%d): want at least 1024", o.maxBody)
+	case o.finalInvoice > FinalInvoiceOff:
+		return nil, fmt.Errorf("meterbill: WithFinalInvoice(%d): unknown mode", o.finalInvoice)
 	case o.lookback < 0:
 		return nil, fmt.Errorf("meterbill: WithLookback(%s): want 0 (off) or a positive duration", o.lookback)
 	case o.tolerance <= 0:
@@ -190,6 +193,30 @@ func WithDeadline(d time.Duration) Option {
 // [NewHandler]. Defaults to 60 days.
 func WithLookback(d time.Duration) Option {
 	return option{"WithLookback", forHandler, func(o *options) { o.lookback = d }}
+}
+
+// FinalInvoice is what the handler does when a subscription ends (customer.subscription.deleted):
+// its usage is billed in arrears, so the last period, the part before the end included, has no
+// invoice of Stripe's to go on.
+type FinalInvoice uint8
+
+// The final invoice modes.
+const (
+	// FinalInvoiceCharge creates a final invoice with everything still owed, finalizes it and
+	// lets Stripe collect it from the customer's default payment method (collection_method
+	// charge_automatically, auto_advance on), as it would a renewal.
+	FinalInvoiceCharge FinalInvoice = iota
+	// FinalInvoiceDraft creates the final invoice and leaves it a draft, with auto_advance off,
+	// for someone to review and finalize.
+	FinalInvoiceDraft
+	// FinalInvoiceOff bills nothing when a subscription ends.
+	FinalInvoiceOff
+)
+
+// WithFinalInvoice says what happens when a subscription ends. It applies to [NewHandler].
+// Defaults to [FinalInvoiceCharge].
+func WithFinalInvoice(f FinalInvoice) Option {
+	return option{"WithFinalInvoice", forHandler, func(o *options) { o.finalInvoice = f }}
 }
 
 // WithTrialUsage says whether usage during a subscription's trial is billed. It applies to

@@ -52,6 +52,24 @@ func TestStripeContract(t *testing.T) {
 		{name: "retrieve customer", call: func() error { _, err := sc.CustomerMetadata(ctx, "cus_123"); return err }},
 		{name: "retrieve subscription", call: func() error { _, err := sc.Subscription(ctx, "sub_123"); return err }},
 		{name: "list a customer's invoice items", call: func() error { _, err := sc.InvoiceItems(ctx, "cus_123"); return err }},
+		{name: "list a subscription's voided invoices", call: func() error {
+			_, err := sc.Invoices(ctx, meterbill.InvoiceQuery{Subscription: "sub_123", Status: "void", CreatedSince: from})
+			return err
+		}},
+		{name: "list a customer's invoices", call: func() error {
+			_, err := sc.Invoices(ctx, meterbill.InvoiceQuery{Customer: "cus_123", CreatedSince: from})
+			return err
+		}},
+		{name: "create a final invoice, charged automatically", call: func() error {
+			_, err := sc.CreateInvoice(ctx, meterbill.NewInvoice{Customer: "cus_123", Currency: "usd", Description: "Usage up to the end of your subscription",
+				AutoAdvance: true, IncludePending: true, Metadata: map[string]string{"meterbill_final": "sub_123"}}, "meterbill-final-sub_123")
+			return err
+		}},
+		{name: "create an invoice sent for payment", call: func() error {
+			_, err := sc.CreateInvoice(ctx, meterbill.NewInvoice{Customer: "cus_123", Currency: "eur", SendInvoice: true, DaysUntilDue: 14}, "meterbill-contract-3")
+			return err
+		}},
+		{name: "finalize an invoice", call: func() error { _, err := sc.FinalizeInvoice(ctx, "in_123"); return err }},
 		{name: "create an invoice item on an invoice", call: func() error {
 			_, err := sc.CreateInvoiceItem(ctx, meterbill.InvoiceItem{Customer: "cus_123", Invoice: "in_123", Currency: "usd", Description: "API calls: 1234", Amount: 123, PeriodStart: from, PeriodEnd: to, Metadata: md}, "meterbill-contract-1")
 			return err

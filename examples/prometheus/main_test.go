@@ -40,6 +40,14 @@ func (s *fakeStripe) Invoices(context.Context, meterbill.InvoiceQuery) ([]meterb
 	return nil, nil
 }
 
+func (s *fakeStripe) CreateInvoice(context.Context, meterbill.NewInvoice, string) (meterbill.StripeInvoice, error) {
+	return meterbill.StripeInvoice{}, errors.New("stub: no invoices are created")
+}
+
+func (s *fakeStripe) FinalizeInvoice(context.Context, string) (meterbill.StripeInvoice, error) {
+	return meterbill.StripeInvoice{}, errors.New("stub: no invoices are finalized")
+}
+
 func (s *fakeStripe) Subscription(_ context.Context, id string) (meterbill.StripeSubscription, error) {
 	return meterbill.StripeSubscription{ID: id, Status: "active"}, nil
 }

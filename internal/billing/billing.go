@@ -79,6 +79,13 @@ type Invoice struct {
 	Renewal bool
 	// Rebill is a voided invoice whose usage this invoice bills, or nil.
 	Rebill *Voided
+	// Final marks the invoice of a subscription that ended at End: the buckets that straddle
+	// End are billed too, since no later invoice will.
+	Final bool
+	// NominalEnd, if set, is the end of the billing period [Start, NominalEnd) the invoice
+	// belongs to when End cuts it short (a subscription that ended mid-period): catch-up steps
+	// back by the period's length, not by the invoice's.
+	NominalEnd time.Time
 }
 
 // Voided is a voided invoice of the subscription: the usage of its window is waived, never
@@ -297,7 +304,12 @@ func (p *planner) priceOwed(m Metric, r ledger.Run, usage, adjustments []ledger.
 // other items billed of it. It also counts the items that already bill the window, or that this
 // invoice made.
 func (p *planner) planWindow(m Metric, usage, adjustments []ledger.Entry, covered [][2]int64) ([]Action, int, error) {
-	run, ok := ledger.Billable(m.Spec, p.inv.Start.UnixNano(), p.inv.End.UnixNano())
+	end := p.inv.End.UnixNano()
+	if p.inv.Final && end > p.inv.Start.UnixNano() {
+		// The last buckets: those that straddle the end are the customer's last usage.
+		end = m.Spec.End(m.Spec.ID(end - 1))
+	}
+	run, ok := ledger.Billable(m.Spec, p.inv.Start.UnixNano(), end)
 	var winFrom, winTo int64 // empty when the invoice holds no complete bucket of m
 	if ok {
 		winFrom, winTo = run.Window(m.Spec)
@@ -439,7 +451,11 @@ func (p *planner) planCatchUp(m Metric, usage, adjustments []ledger.Entry, cover
 		return nil, nil
 	}
 	var todo []Action
-	back := periodStepper(p.inv.Start, p.inv.End)
+	nominal := p.inv.End
+	if !p.inv.NominalEnd.IsZero() {
+		nominal = p.inv.NominalEnd
+	}
+	back := periodStepper(p.inv.Start, nominal)
 	for i := 1; ; i++ {
 		from, to := back(i), back(i-1)
 		// Only whole periods: one the horizon cuts could not be priced as its invoice would

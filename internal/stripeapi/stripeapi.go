@@ -22,6 +22,19 @@ type Invoice struct {
 	SubscriptionMetadata           map[string]string
 	BillingReason                  string
 	Subscription                   string
+	Metadata                       map[string]string
+}
+
+// NewInvoice is an invoice to create.
+type NewInvoice struct {
+	Customer, Currency, Description string
+	// SendInvoice sends the invoice for payment within DaysUntilDue days instead of charging the
+	// customer's default payment method.
+	SendInvoice    bool
+	DaysUntilDue   int64
+	AutoAdvance    bool
+	IncludePending bool // the customer's pending items in the currency go onto it
+	Metadata       map[string]string
 }
 
 // Subscription is the part of a Stripe subscription meterbill reads.
@@ -119,7 +132,7 @@ func (c *Client) Invoice(ctx context.Context, id string) (Invoice, error) {
 }
 
 func invoiceOf(inv *stripe.Invoice) Invoice {
-	out := Invoice{ID: inv.ID, Currency: string(inv.Currency), Status: string(inv.Status),
+	out := Invoice{ID: inv.ID, Currency: string(inv.Currency), Status: string(inv.Status), Metadata: inv.Metadata,
 		PeriodStart: time.Unix(inv.PeriodStart, 0).UTC(), PeriodEnd: time.Unix(inv.PeriodEnd, 0).UTC(),
 		BillingReason: string(inv.BillingReason)}
 	if inv.Customer != nil {
@@ -158,6 +171,45 @@ func (c *Client) Invoices(ctx context.Context, customer, subscription, status st
 		out = append(out, invoiceOf(inv))
 	}
 	return out, nil
+}
+
+// CreateInvoice creates a draft invoice under an idempotency key.
+func (c *Client) CreateInvoice(ctx context.Context, n NewInvoice, key string) (Invoice, error) {
+	params := &stripe.InvoiceCreateParams{
+		Customer:    stripe.String(n.Customer),
+		Currency:    stripe.String(n.Currency),
+		AutoAdvance: stripe.Bool(n.AutoAdvance),
+		Metadata:    n.Metadata,
+	}
+	if n.Description != "" {
+		params.Description = stripe.String(n.Description)
+	}
+	if n.SendInvoice {
+		params.CollectionMethod = stripe.String(string(stripe.InvoiceCollectionMethodSendInvoice))
+		params.DaysUntilDue = stripe.Int64(n.DaysUntilDue)
+	} else {
+		params.CollectionMethod = stripe.String(string(stripe.InvoiceCollectionMethodChargeAutomatically))
+	}
+	if n.IncludePending {
+		params.PendingInvoiceItemsBehavior = stripe.String("include")
+	} else {
+		params.PendingInvoiceItemsBehavior = stripe.String("exclude")
+	}
+	params.SetIdempotencyKey(key)
+	inv, err := c.sc.V1Invoices.Create(ctx, params)
+	if err != nil {
+		return Invoice{}, wrap("create invoice", err)
+	}
+	return invoiceOf(inv), nil
+}
+
+// FinalizeInvoice finalizes a draft invoice.
+func (c *Client) FinalizeInvoice(ctx context.Context, id string) (Invoice, error) {
+	inv, err := c.sc.V1Invoices.FinalizeInvoice(ctx, id, nil)
+	if err != nil {
+		return Invoice{}, wrap("finalize invoice", err)
+	}
+	return invoiceOf(inv), nil
 }
 
 // Subscription retrieves a subscription.

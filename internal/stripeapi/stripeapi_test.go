@@ -46,7 +46,7 @@ func TestPeriodEndIsHalfOpenHereInclusiveOnStripe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantInv := stripeapi.Invoice{ID: "in_1", Customer: "cus_a", Currency: "usd", Status: "draft", PeriodStart: time.Unix(100, 0).UTC(), PeriodEnd: time.Unix(200, 0).UTC(), SubscriptionMetadata: map[string]string{"k": "v"}, Subscription: "sub_1"}
+	wantInv := stripeapi.Invoice{ID: "in_1", Customer: "cus_a", Currency: "usd", Status: "draft", PeriodStart: time.Unix(100, 0).UTC(), PeriodEnd: time.Unix(200, 0).UTC(), SubscriptionMetadata: map[string]string{"k": "v"}, Subscription: "sub_1", Metadata: map[string]string{}}
 	if diff := cmp.Diff(wantInv, inv); diff != "" {
 		t.Errorf("invoice mismatch (-want +got):\n%s", diff)
 	}

@@ -116,6 +116,80 @@ func signedAt(header string) (time.Time, error) {
 // Event is the envelope of a delivery.
 type Event struct {
 	ID, Type string
+	// Subscription is the event's subscription, for customer.subscription.deleted; nil for other
+	// types.
+	Subscription *Subscription
+}
+
+// SubscriptionDeleted is the event type of a subscription that ended.
+const SubscriptionDeleted = "customer.subscription.deleted"
+
+// Subscription is what meterbill reads of a customer.subscription.deleted's subscription.
+type Subscription struct {
+	ID, Customer, Status, Currency string
+	Metadata                       map[string]string
+	// StartDate, TrialEnd, EndedAt and the current period are Unix seconds, 0 when absent. The
+	// current period is that of the subscription's first item (basil moved it from the
+	// subscription onto its items), or the subscription's own in older versions.
+	StartDate, TrialEnd, EndedAt, CurrentPeriodStart, CurrentPeriodEnd int64
+}
+
+type wireSubscription struct {
+	ID         string            `json:"id"`
+	Object     string            `json:"object"`
+	Customer   json.RawMessage   `json:"customer"`
+	Status     string            `json:"status"`
+	Currency   string            `json:"currency"`
+	Metadata   map[string]string `json:"metadata"`
+	StartDate  int64             `json:"start_date"`
+	TrialEnd   *int64            `json:"trial_end"`
+	EndedAt    *int64            `json:"ended_at"`
+	CanceledAt *int64            `json:"canceled_at"`
+	// Before basil, the current period was the subscription's own.
+	CurrentPeriodStart int64 `json:"current_period_start"`
+	CurrentPeriodEnd   int64 `json:"current_period_end"`
+	Items              struct {
+		Data []struct {
+			CurrentPeriodStart int64 `json:"current_period_start"`
+			CurrentPeriodEnd   int64 `json:"current_period_end"`
+		} `json:"data"`
+	} `json:"items"`
+}
+
+// decodeSubscription reads a customer.subscription.deleted's subscription.
+func decodeSubscription(raw json.RawMessage) (*Subscription, error) {
+	var ws wireSubscription
+	if err := json.Unmarshal(raw, &ws); err != nil {
+		return nil, fmt.Errorf("%w: subscription: %w", ErrMalformed, err)
+	}
+	sub := &Subscription{ID: ws.ID, Customer: idOf(ws.Customer), Status: ws.Status, Currency: strings.ToLower(ws.Currency),
+		Metadata: ws.Metadata, StartDate: ws.StartDate}
+	if ws.TrialEnd != nil {
+		sub.TrialEnd = *ws.TrialEnd
+	}
+	switch {
+	case ws.EndedAt != nil:
+		sub.EndedAt = *ws.EndedAt
+	case ws.CanceledAt != nil:
+		sub.EndedAt = *ws.CanceledAt
+	}
+	sub.CurrentPeriodStart, sub.CurrentPeriodEnd = ws.CurrentPeriodStart, ws.CurrentPeriodEnd
+	if len(ws.Items.Data) > 0 {
+		sub.CurrentPeriodStart, sub.CurrentPeriodEnd = ws.Items.Data[0].CurrentPeriodStart, ws.Items.Data[0].CurrentPeriodEnd
+	}
+	switch {
+	case ws.Object != "subscription" || sub.ID == "":
+		return nil, fmt.Errorf("%w: %s without a subscription", ErrMalformed, SubscriptionDeleted)
+	case sub.Customer == "":
+		return nil, fmt.Errorf("%w: subscription %.40q has no customer", ErrMalformed, sub.ID)
+	case sub.EndedAt <= 0:
+		return nil, fmt.Errorf("%w: subscription %.40q has not ended", ErrMalformed, sub.ID)
+	case len(sub.Currency) != 3 || strings.Trim(sub.Currency, "abcdefghijklmnopqrstuvwxyz") != "":
+		return nil, fmt.Errorf("%w: subscription %.40q has currency %.10q", ErrMalformed, sub.ID, ws.Currency)
+	case sub.CurrentPeriodStart <= 0 || sub.CurrentPeriodStart > sub.EndedAt || sub.CurrentPeriodEnd < sub.CurrentPeriodStart:
+		return nil, fmt.Errorf("%w: subscription %.40q has no current period ending after it began, starting before it ended", ErrMalformed, sub.ID)
+	}
+	return sub, nil
 }
 
 // Invoice is what meterbill reads of an invoice.created's invoice.
@@ -166,6 +240,14 @@ func Decode(payload []byte) (Event, Invoice, error) {
 	ev := Event{ID: we.ID, Type: we.Type}
 	if ev.ID == "" || ev.Type == "" {
 		return ev, Invoice{}, fmt.Errorf("%w: no event id or type", ErrMalformed)
+	}
+	if ev.Type == SubscriptionDeleted {
+		sub, err := decodeSubscription(we.Data.Object)
+		if err != nil {
+			return ev, Invoice{}, err
+		}
+		ev.Subscription = sub
+		return ev, Invoice{}, nil
 	}
 	if ev.Type != "invoice.created" {
 		return ev, Invoice{}, nil

@@ -168,6 +168,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"id":"e","type":"invoice.created","data":{"object":{"id":"in_1","object":"invoice","customer":{"id":"c"},"currency":"eur","status":"draft","period_start":1,"period_end":2,"parent":{"subscription_details":{"metadata":{"k":"v"}}}}}}`))
 	f.Add([]byte(`{}`))
 	f.Add([]byte(`[`))
+	f.Add([]byte(`{"id":"evt_2","type":"customer.subscription.deleted","data":{"object":{"id":"sub_1","object":"subscription","customer":"cus_1","status":"canceled","currency":"usd","start_date":5,"ended_at":30,"items":{"data":[{"current_period_start":10,"current_period_end":40}]}}}}`))
 	f.Fuzz(func(t *testing.T, payload []byte) {
 		ev, inv, err := Decode(payload)
 		if err != nil {
@@ -181,6 +182,9 @@ func FuzzDecode(f *testing.F) {
 		}
 		if ev.Type == "invoice.created" && (inv.ID == "" || inv.Customer == "" || inv.Status == "" || len(inv.Currency) != 3 || inv.PeriodStart <= 0 || inv.PeriodEnd < inv.PeriodStart) {
 			t.Fatalf("accepted an unusable invoice: %+v", inv)
+		}
+		if s := ev.Subscription; ev.Type == SubscriptionDeleted && (s == nil || s.ID == "" || s.Customer == "" || s.EndedAt <= 0 || len(s.Currency) != 3 || s.CurrentPeriodStart <= 0 || s.CurrentPeriodStart > s.EndedAt || s.CurrentPeriodEnd < s.CurrentPeriodStart) {
+			t.Fatalf("accepted an unusable subscription: %+v", s)
 		}
 		if _, err := json.Marshal(inv); err != nil {
 			t.Fatal(fmt.Errorf("decoded invoice does not re-encode: %w", err))
@@ -290,4 +294,50 @@ func signedLayout(payload []byte, fuzzed string, signed, other time.Time, layout
 		}
 	}
 	return strings.Join(parts, ",")
+}
+
+func TestDecodeSubscriptionDeleted(t *testing.T) {
+	event := func(sub string) []byte {
+		return []byte(`{"id":"evt_9","type":"customer.subscription.deleted","data":{"object":` + sub + `}}`)
+	}
+	tests := []struct {
+		name    string
+		payload []byte
+		want    *Subscription
+		wantErr bool
+	}{
+		{
+			name:    "basil: the period on the items",
+			payload: event(`{"id":"sub_1","object":"subscription","customer":"cus_1","status":"canceled","currency":"USD","metadata":{"meter_account":"42"},"start_date":100,"trial_end":null,"ended_at":900,"canceled_at":900,"items":{"object":"list","data":[{"current_period_start":500,"current_period_end":1000}]}}`),
+			want:    &Subscription{ID: "sub_1", Customer: "cus_1", Status: "canceled", Currency: "usd", Metadata: map[string]string{"meter_account": "42"}, StartDate: 100, EndedAt: 900, CurrentPeriodStart: 500, CurrentPeriodEnd: 1000},
+		},
+		{
+			name:    "an older version: the period on the subscription; expanded customer, a trial, canceled_at without ended_at",
+			payload: event(`{"id":"sub_2","object":"subscription","customer":{"id":"cus_2","object":"customer"},"status":"canceled","currency":"eur","start_date":100,"trial_end":200,"canceled_at":800,"current_period_start":700,"current_period_end":1700,"items":{"data":[]}}`),
+			want:    &Subscription{ID: "sub_2", Customer: "cus_2", Status: "canceled", Currency: "eur", StartDate: 100, TrialEnd: 200, EndedAt: 800, CurrentPeriodStart: 700, CurrentPeriodEnd: 1700},
+		},
+		{name: "not ended", payload: event(`{"id":"sub_3","object":"subscription","customer":"cus_1","currency":"usd"}`), wantErr: true},
+		{name: "no current period", payload: event(`{"id":"sub_3","object":"subscription","customer":"cus_1","currency":"usd","ended_at":5}`), wantErr: true},
+		{name: "no customer", payload: event(`{"id":"sub_3","object":"subscription","currency":"usd","ended_at":5}`), wantErr: true},
+		{name: "no currency", payload: event(`{"id":"sub_3","object":"subscription","customer":"cus_1","ended_at":5}`), wantErr: true},
+		{name: "not a subscription", payload: event(`{"id":"in_1","object":"invoice","customer":"cus_1","currency":"usd","ended_at":5}`), wantErr: true},
+		{name: "period after the end", payload: event(`{"id":"sub_3","object":"subscription","customer":"cus_1","currency":"usd","ended_at":5,"items":{"data":[{"current_period_start":9}]}}`), wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ev, _, err := Decode(tt.payload)
+			if tt.wantErr {
+				if !errors.Is(err, ErrMalformed) {
+					t.Fatalf("Decode = %+v, %v; want ErrMalformed", ev.Subscription, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, ev.Subscription); diff != "" {
+				t.Errorf("subscription (-want +got):\n%s", diff)
+			}
+		})
+	}
 }

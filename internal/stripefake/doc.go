@@ -17,6 +17,9 @@
 //     created[gte] filters, newest first, paginated with starting_after;
 //   - voided invoices (Server.SetInvoiceStatus) and deleted drafts
 //     (Server.DeleteInvoice);
+//   - POST /v1/invoices (a draft for a customer: currency, collection_method,
+//     days_until_due, auto_advance, pending_invoice_items_behavior,
+//     description, metadata) and POST /v1/invoices/{id}/finalize;
 //   - POST /v1/invoiceitems with Stripe's validation of the parameters the
 //     fake knows (customer, invoice, currency, amount or unit_amount_decimal
 //     and quantity, description, period, metadata, discountable, expand);

@@ -1,6 +1,7 @@
 package stripefake
 
 import (
+	"cmp"
 	"encoding/json"
 	"net/http"
 	"net/url"
@@ -136,19 +137,21 @@ func newList[T any](data []T, hasMore bool, url string) listJSON[T] {
 
 // invoiceJSON is an invoice object, reduced to what the fake models.
 type invoiceJSON struct {
-	ID            string             `json:"id"`
-	Object        string             `json:"object"`
-	BillingReason *string            `json:"billing_reason"`
-	Created       int64              `json:"created"`
-	Currency      string             `json:"currency"`
-	Customer      string             `json:"customer"`
-	Lines         listJSON[struct{}] `json:"lines"`
-	Livemode      bool               `json:"livemode"`
-	Metadata      map[string]string  `json:"metadata"`
-	Parent        *invoiceParentJSON `json:"parent"`
-	PeriodEnd     int64              `json:"period_end"`
-	PeriodStart   int64              `json:"period_start"`
-	Status        string             `json:"status"`
+	ID               string             `json:"id"`
+	Object           string             `json:"object"`
+	AutoAdvance      bool               `json:"auto_advance"`
+	BillingReason    *string            `json:"billing_reason"`
+	CollectionMethod string             `json:"collection_method"`
+	Created          int64              `json:"created"`
+	Currency         string             `json:"currency"`
+	Customer         string             `json:"customer"`
+	Lines            listJSON[struct{}] `json:"lines"`
+	Livemode         bool               `json:"livemode"`
+	Metadata         map[string]string  `json:"metadata"`
+	Parent           *invoiceParentJSON `json:"parent"`
+	PeriodEnd        int64              `json:"period_end"`
+	PeriodStart      int64              `json:"period_start"`
+	Status           string             `json:"status"`
 }
 
 // invoiceParentJSON is an invoice's parent, always a subscription here.
@@ -167,18 +170,20 @@ type subscriptionDetailsJSON struct {
 // renderInvoice shows an invoice as Stripe does.
 func renderInvoice(inv *Invoice) invoiceJSON {
 	out := invoiceJSON{
-		ID:            inv.ID,
-		Object:        "invoice",
-		BillingReason: strOrNull(inv.BillingReason),
-		Created:       inv.Created,
-		Currency:      inv.Currency,
-		Customer:      inv.Customer,
-		Lines:         newList[struct{}](nil, false, "/v1/invoices/"+inv.ID+"/lines"),
-		Livemode:      inv.Livemode,
-		Metadata:      map[string]string{},
-		PeriodEnd:     inv.PeriodEnd,
-		PeriodStart:   inv.PeriodStart,
-		Status:        inv.Status,
+		ID:               inv.ID,
+		Object:           "invoice",
+		BillingReason:    strOrNull(inv.BillingReason),
+		Created:          inv.Created,
+		Currency:         inv.Currency,
+		Customer:         inv.Customer,
+		Lines:            newList[struct{}](nil, false, "/v1/invoices/"+inv.ID+"/lines"),
+		Livemode:         inv.Livemode,
+		Metadata:         cloneMap(inv.Metadata),
+		AutoAdvance:      inv.AutoAdvance,
+		CollectionMethod: cmp.Or(inv.CollectionMethod, "charge_automatically"),
+		PeriodEnd:        inv.PeriodEnd,
+		PeriodStart:      inv.PeriodStart,
+		Status:           inv.Status,
 	}
 	if inv.Subscription != "" {
 		out.Parent = &invoiceParentJSON{

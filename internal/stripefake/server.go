@@ -44,6 +44,7 @@ type Server struct {
 	faults        []*Fault
 	requests      []Request
 	lastItem      int64
+	lastInvoice   int64
 	lastReq       int64
 }
 
@@ -184,11 +185,23 @@ func (s *Server) route(method, path string) handler {
 		}
 		return nil
 	}
-	if method != http.MethodGet {
+	if path == "/v1/invoices" {
+		switch method {
+		case http.MethodGet:
+			return s.listInvoices
+		case http.MethodPost:
+			return s.createInvoice
+		}
 		return nil
 	}
-	if path == "/v1/invoices" {
-		return s.listInvoices
+	if rest, ok := strings.CutPrefix(path, "/v1/invoices/"); ok && method == http.MethodPost {
+		if id, ok := strings.CutSuffix(rest, "/finalize"); ok && id != "" && !strings.Contains(id, "/") {
+			return func(form url.Values, _ string) response { return s.finalizeInvoice(id, form) }
+		}
+		return nil
+	}
+	if method != http.MethodGet {
+		return nil
 	}
 	if id, ok := pathID(path, "/v1/invoiceitems/"); ok {
 		return func(form url.Values, _ string) response { return s.retrieveItem(id, form) }

@@ -22,6 +22,10 @@ type Invoice struct {
 	// Created is when the invoice was created, unix seconds; AddInvoice sets PeriodEnd if 0,
 	// as for a renewal created when its period ends.
 	Created int64
+	// Metadata, CollectionMethod and AutoAdvance are as created through the API.
+	Metadata         map[string]string
+	CollectionMethod string
+	AutoAdvance      bool
 }
 
 // Subscription is a subscription the fake knows, as set up by AddSubscription.
@@ -83,6 +87,9 @@ func (s *Server) AddInvoice(inv Invoice) {
 		inv.Created = inv.PeriodEnd
 	}
 	inv.SubscriptionMetadata = cloneMap(inv.SubscriptionMetadata)
+	if inv.Metadata != nil {
+		inv.Metadata = cloneMap(inv.Metadata)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.invoices[inv.ID] = &inv
@@ -151,6 +158,9 @@ func (s *Server) Invoice(id string) (Invoice, bool) {
 	}
 	out := *inv
 	out.SubscriptionMetadata = cloneMap(inv.SubscriptionMetadata)
+	if inv.Metadata != nil {
+		out.Metadata = cloneMap(inv.Metadata)
+	}
 	return out, true
 }
 
