@@ -423,6 +423,12 @@ type InvoiceItem struct {
 	Currency    string
 	Description string
 	Amount      int64 // minor units
+	// Quantity and UnitAmountDecimal, when Quantity is above 0, are how Stripe shows the line:
+	// "Qty 3100 × $0.001". Stripe then computes the amount from them, so meterbill sets them
+	// only when Quantity × UnitAmountDecimal is exactly Amount; otherwise the item is
+	// amount-only and Quantity is 0.
+	Quantity          int64
+	UnitAmountDecimal string // minor units, an exact decimal
 	// PeriodStart and PeriodEnd are the usage period, half-open (Stripe's own end is inclusive;
 	// the adapter converts).
 	PeriodStart, PeriodEnd time.Time
@@ -1546,10 +1552,33 @@ func (h *Handler) item(inv StripeInvoice, acct uint64, a billing.Action, pending
 		Customer: inv.Customer, Invoice: inv.ID, Currency: inv.Currency, Description: desc, Amount: a.Line.Amount,
 		PeriodStart: a.From, PeriodEnd: a.To, Metadata: md,
 	}
+	if a.Base == nil {
+		it.Quantity, it.UnitAmountDecimal = shownQuantity(a.Line)
+	}
 	if pending {
 		it.Invoice = ""
 	}
 	return it, err
+}
+
+// shownQuantity returns the whole quantity and unit price that show a line as Stripe shows its
+// own ("Qty 3100 × $0.001"), or 0 when they cannot say it exactly: a fractional quantity, a flat
+// fee, or a product that is not exactly the line's amount (Stripe would round it its own way).
+// Package prices show the packages.
+func shownQuantity(l billing.Line) (int64, string) {
+	q := l.Quantity
+	if !l.Packages.IsZero() {
+		q = l.Packages
+	}
+	if l.UnitPrice == "" || q.IsZero() || q.Hi != 0 || q.Lo%1e6 != 0 || (l.FlatFee != "" && l.FlatFee != "0") {
+		return 0, ""
+	}
+	n := int64(q.Lo / 1e6)
+	unit, err := decimal.NewFromString(l.UnitPrice)
+	if err != nil || unit.IsNegative() || !unit.Mul(decimal.NewFromInt(n)).Equal(decimal.NewFromInt(l.Amount)) {
+		return 0, ""
+	}
+	return n, l.UnitPrice
 }
 
 // usageOf queries each run of buckets and merges them as the meter merges buckets: counts and

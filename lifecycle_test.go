@@ -341,3 +341,52 @@ func TestSubscriptionEndBillsTheLastPeriod(t *testing.T) {
 		})
 	}
 }
+
+// TestLinesShowQuantityAndUnitPrice: where Stripe can show a line as it shows its own (a whole
+// quantity times a unit price that makes exactly the line's amount), the item carries quantity
+// and unit_amount_decimal; a fractional quantity, a product Stripe would round, a flat fee and a
+// late-usage adjustment stay amount-only.
+func TestLinesShowQuantityAndUnitPrice(t *testing.T) {
+	odd := meterbill.Metric{Code: "odd", Aggregation: meterbill.Sum, Period: meterbill.Calendar, CycleDay: 1}
+	flat := meterbill.Metric{Code: "flat", Aggregation: meterbill.Count, Period: meterbill.Calendar, CycleDay: 1}
+	prices := append([]meterbill.Price{
+		{Metric: odd, Description: "Odd", Currencies: map[string][]meterbill.Tier{"usd": {{Unit: "0.3"}}}},
+		{Metric: flat, Description: "Flat", Currencies: map[string][]meterbill.Tier{"usd": {{Unit: "1", Flat: "50"}}}},
+	}, billPlan...)
+	b := newBridge(t, prices)
+	b.record(t, 42, date(2026, 3, 1), date(2026, 4, 1), 100, "40")
+	ingestAll(t, b.meter, []meterbill.Event{
+		{Account: 42, Metric: "odd", Value: mustValue(t, "7"), Time: date(2026, 3, 2)},   // 2.1 cents: Stripe would round
+		{Account: 42, Metric: "odd", Value: mustValue(t, "0.5"), Time: date(2026, 3, 3)}, // and a fraction
+		{Account: 42, Metric: "flat", Value: meterbill.Units(1), Time: date(2026, 3, 2)},
+	})
+	inv := b.invoice("in_mar", "cus_a", 42, "draft", date(2026, 3, 1), date(2026, 4, 1))
+	if got := b.deliver(t, inv, "draft"); got != 200 {
+		t.Fatalf("status %d", got)
+	}
+	type shown struct{ Desc, Amount, Quantity, Unit string }
+	var got []shown
+	for _, r := range b.stripe.Requests() {
+		if r.Method == "POST" && r.Path == "/v1/invoiceitems" {
+			got = append(got, shown{r.Form.Get("description"), r.Form.Get("amount"), r.Form.Get("quantity"), r.Form.Get("unit_amount_decimal")})
+		}
+	}
+	want := []shown{
+		{Desc: "Odd: 7.5", Amount: "2"},
+		{Desc: "Flat: 1", Amount: "51"},
+		{Desc: "Requests: 3100", Quantity: "3100", Unit: "0.1"},
+		{Desc: "Storage (tier 1): 100", Quantity: "100", Unit: "0"},
+		{Desc: "Storage (tier 2): 900", Quantity: "900", Unit: "2"},
+		{Desc: "Storage (tier 3): 240", Quantity: "240", Unit: "1"},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("items sent (-want +got):\n%s", diff)
+	}
+	var total int64
+	for _, it := range b.stripe.Items("cus_a") {
+		total += it.Amount
+	}
+	if total != 2+51+310+0+1800+240 {
+		t.Errorf("Stripe's amounts add up to %d, want %d", total, 2+51+310+0+1800+240)
+	}
+}

@@ -74,6 +74,11 @@ func TestStripeContract(t *testing.T) {
 			_, err := sc.CreateInvoiceItem(ctx, meterbill.InvoiceItem{Customer: "cus_123", Invoice: "in_123", Currency: "usd", Description: "API calls: 1234", Amount: 123, PeriodStart: from, PeriodEnd: to, Metadata: md}, "meterbill-contract-1")
 			return err
 		}},
+		{name: "create an invoice item with a quantity and an exact unit price", call: func() error {
+			_, err := sc.CreateInvoiceItem(ctx, meterbill.InvoiceItem{Customer: "cus_123", Invoice: "in_123", Currency: "usd", Description: "API calls: 3100", Amount: 310,
+				Quantity: 3100, UnitAmountDecimal: "0.1", PeriodStart: from, PeriodEnd: to, Metadata: md}, "meterbill-contract-4")
+			return err
+		}},
 		{name: "create a pending invoice item", call: func() error {
 			_, err := sc.CreateInvoiceItem(ctx, meterbill.InvoiceItem{Customer: "cus_123", Currency: "jpy", Description: "API calls: 7", Amount: 21, PeriodStart: from, PeriodEnd: to, Metadata: md}, "meterbill-contract-2")
 			return err

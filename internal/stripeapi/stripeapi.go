@@ -49,8 +49,12 @@ type Subscription struct {
 type Item struct {
 	ID, Customer, Invoice, Currency, Description string
 	Amount                                       int64
-	PeriodStart, PeriodEnd                       time.Time
-	Metadata                                     map[string]string
+	// Quantity above 0 sends quantity and unit_amount_decimal (the exact string, not
+	// stripe-go's float64) instead of amount.
+	Quantity               int64
+	UnitAmountDecimal      string
+	PeriodStart, PeriodEnd time.Time
+	Metadata               map[string]string
 }
 
 // Error is a failed Stripe call. Status is 0 when no HTTP answer arrived.
@@ -257,9 +261,14 @@ func (c *Client) CreateInvoiceItem(ctx context.Context, it Item, key string) (It
 	params := &stripe.InvoiceItemCreateParams{
 		Customer:    stripe.String(it.Customer),
 		Currency:    stripe.String(it.Currency),
-		Amount:      stripe.Int64(it.Amount),
 		Description: stripe.String(it.Description),
 		Metadata:    it.Metadata,
+	}
+	if it.Quantity > 0 {
+		params.Quantity = stripe.Int64(it.Quantity)
+		params.AddExtra("unit_amount_decimal", it.UnitAmountDecimal) // exact: stripe-go's field is a float64
+	} else {
+		params.Amount = stripe.Int64(it.Amount)
 	}
 	if it.Invoice != "" {
 		params.Invoice = stripe.String(it.Invoice)
@@ -280,6 +289,9 @@ func (c *Client) CreateInvoiceItem(ctx context.Context, it Item, key string) (It
 
 func fromStripe(ii *stripe.InvoiceItem) Item {
 	out := Item{ID: ii.ID, Currency: string(ii.Currency), Description: ii.Description, Amount: ii.Amount, Metadata: ii.Metadata}
+	if ii.Quantity > 1 { // a quantity of 1 is Stripe's default for an amount-only item
+		out.Quantity = ii.Quantity
+	}
 	if ii.Customer != nil {
 		out.Customer = ii.Customer.ID
 	}
