@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"testing"
 	"time"
@@ -367,7 +368,7 @@ func TestLinesShowQuantityAndUnitPrice(t *testing.T) {
 	type shown struct{ Desc, Amount, Quantity, Unit string }
 	var got []shown
 	for _, r := range b.stripe.Requests() {
-		if r.Method == "POST" && r.Path == "/v1/invoiceitems" {
+		if r.Method == http.MethodPost && r.Path == "/v1/invoiceitems" {
 			got = append(got, shown{r.Form.Get("description"), r.Form.Get("amount"), r.Form.Get("quantity"), r.Form.Get("unit_amount_decimal")})
 		}
 	}
