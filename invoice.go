@@ -7,6 +7,7 @@ import (
 	"hash/fnv"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -310,6 +311,130 @@ func (p *Plan) Price(_ context.Context, currency string, u Usage) ([]Line, error
 	return lines, nil
 }
 
+// Subscriber is who an invoice bills, as a [PlanSelector] sees it. It is plain data.
+type Subscriber struct {
+	Customer string
+	Account  uint64
+	// Subscription, SubscriptionMetadata and PriceIDs are the invoice's subscription, its
+	// metadata as the invoice carries it, and the Stripe prices of its lines.
+	Subscription         string
+	SubscriptionMetadata map[string]string
+	PriceIDs             []string
+}
+
+// PlanSelector is a [Pricer] that prices each subscriber by a plan of its own. The handler asks
+// PlanFor which Pricer bills an invoice, and records that pricer's lines (with their
+// [Line].Plan) in the ledger; anything else that takes a Pricer ([Preview]) uses it as the Pricer
+// it is. [PlansByMetadata] and [PlansByPrice] are the stock selectors.
+type PlanSelector interface {
+	Pricer
+	// PlanFor returns the Pricer for s. An error fails the invoice (and is retried by Stripe).
+	PlanFor(ctx context.Context, s Subscriber) (Pricer, error)
+}
+
+// ErrNoPlan reports a subscriber that no plan of a [Plans] prices, when it has no fallback.
+var ErrNoPlan = errors.New("meterbill: no plan for the subscriber")
+
+var _ PlanSelector = (*Plans)(nil)
+
+// Plans is the stock [PlanSelector]: named [Plan]s, one chosen per subscriber. As a Pricer it is
+// its fallback plan, and its Metrics are every plan's (a metric priced by several plans must be
+// defined alike in each). It is immutable and safe for concurrent use.
+type Plans struct {
+	plans    map[string]*Plan
+	fallback string
+	choose   func(Subscriber) string
+	metrics  []Metric
+}
+
+// PlansByMetadata chooses the plan named by the subscription's metadata under key (for
+// instance "plan": "pro"), or fallback when it names none ("" for no fallback: the invoice then
+// fails with [ErrNoPlan]). Each line records the plan's name and its prices' fingerprint.
+func PlansByMetadata(key string, plans map[string]*Plan, fallback string) (*Plans, error) {
+	return newPlans(plans, fallback, func(s Subscriber) string { return s.SubscriptionMetadata[key] })
+}
+
+// PlansByPrice chooses the plan named by the first of the subscription's Stripe price ids
+// ("price_…") that names one, or fallback ("" for none: the invoice then fails with
+// [ErrNoPlan]).
+func PlansByPrice(plans map[string]*Plan, fallback string) (*Plans, error) {
+	return newPlans(plans, fallback, func(s Subscriber) string {
+		for _, id := range s.PriceIDs {
+			if _, ok := plans[id]; ok {
+				return id
+			}
+		}
+		return ""
+	})
+}
+
+func newPlans(plans map[string]*Plan, fallback string, choose func(Subscriber) string) (*Plans, error) {
+	if len(plans) == 0 {
+		return nil, fmt.Errorf("%w: no plans", ErrInvalidPlan)
+	}
+	if _, ok := plans[fallback]; fallback != "" && !ok {
+		return nil, fmt.Errorf("%w: fallback plan %s is not one of the plans", ErrInvalidPlan, quote(fallback))
+	}
+	p := &Plans{plans: make(map[string]*Plan, len(plans)), fallback: fallback, choose: choose}
+	seen := map[string]Metric{}
+	names := slices.Sorted(maps.Keys(plans))
+	for _, name := range names {
+		plan := plans[name]
+		if plan == nil || name == "" {
+			return nil, fmt.Errorf("%w: plan %s is nil or unnamed", ErrInvalidPlan, quote(name))
+		}
+		p.plans[name] = plan
+		for _, m := range plan.Metrics() {
+			if prev, ok := seen[m.Code]; ok {
+				if prev != m {
+					return nil, fmt.Errorf("%w: metric %q is defined differently by two plans", ErrInvalidPlan, m.Code)
+				}
+				continue
+			}
+			seen[m.Code] = m
+			p.metrics = append(p.metrics, m)
+		}
+	}
+	return p, nil
+}
+
+// Metrics implements [Pricer]: every plan's metrics.
+func (p *Plans) Metrics() []Metric { return append([]Metric(nil), p.metrics...) }
+
+// Price implements [Pricer] with the fallback plan; without one it is [ErrNoPlan].
+func (p *Plans) Price(ctx context.Context, currency string, u Usage) ([]Line, error) {
+	if p.fallback == "" {
+		return nil, fmt.Errorf("%w: pricing %q without a subscriber, and no fallback plan", ErrNoPlan, u.Metric.Code)
+	}
+	return namedPlan{p.fallback, p.plans[p.fallback]}.Price(ctx, currency, u)
+}
+
+// PlanFor implements [PlanSelector].
+func (p *Plans) PlanFor(_ context.Context, s Subscriber) (Pricer, error) {
+	name := p.choose(s)
+	if _, ok := p.plans[name]; !ok {
+		name = p.fallback
+	}
+	if name == "" {
+		return nil, fmt.Errorf("%w: customer %s", ErrNoPlan, quote(s.Customer))
+	}
+	return namedPlan{name, p.plans[name]}, nil
+}
+
+// namedPlan prices with a plan and records its name with its prices' fingerprint.
+type namedPlan struct {
+	name string
+	*Plan
+}
+
+func (n namedPlan) Price(ctx context.Context, currency string, u Usage) ([]Line, error) {
+	lines, err := n.Plan.Price(ctx, currency, u)
+	for i := range lines {
+		lines[i].Plan = n.name + ":" + lines[i].Plan
+	}
+	return lines, err
+}
+
 // valueOf converts an exact decimal back to a Value. Quantities are differences of Values and
 // always fit; a package count can exceed 128 bits only with absurd package sizes.
 func valueOf(d decimal.Decimal) (Value, error) {
@@ -378,6 +503,9 @@ type StripeInvoice struct {
 	Subscription string
 	// Metadata is the invoice's own metadata.
 	Metadata map[string]string
+	// PriceIDs are the Stripe prices of the invoice's subscription lines, as far as the event
+	// or the invoice lists them (the first page of lines): what the customer subscribed to.
+	PriceIDs []string
 }
 
 // InvoiceQuery selects invoices to list. It is plain data.
@@ -875,7 +1003,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	} else {
 		inv := StripeInvoice{ID: wi.ID, Customer: wi.Customer, Currency: wi.Currency, Status: wi.Status,
 			PeriodStart: time.Unix(wi.PeriodStart, 0).UTC(), PeriodEnd: time.Unix(wi.PeriodEnd, 0).UTC(),
-			SubscriptionMetadata: wi.SubscriptionMetadata, BillingReason: wi.BillingReason, Subscription: wi.Subscription}
+			SubscriptionMetadata: wi.SubscriptionMetadata, BillingReason: wi.BillingReason, Subscription: wi.Subscription,
+			PriceIDs: wi.PriceIDs}
 		rep = h.billWith(ctx, sc, inv, handling{})
 	}
 	rep.Event, rep.StripeRequests = ev.ID, int(sc.n.Load())
@@ -1120,9 +1249,16 @@ func (h *Handler) billWith(ctx context.Context, sc StripeClient, inv StripeInvoi
 	if inv.PeriodStart.Before(minTime) || inv.PeriodEnd.After(maxTime) || inv.PeriodEnd.Before(inv.PeriodStart) {
 		return fail(fmt.Errorf("%w: invoice period %s", ErrInvalidPeriod, rep.Window))
 	}
+	pricer := h.pricer
+	if sel, ok := pricer.(PlanSelector); ok {
+		if pricer, err = sel.PlanFor(ctx, Subscriber{Customer: inv.Customer, Account: acct, Subscription: inv.Subscription,
+			SubscriptionMetadata: inv.SubscriptionMetadata, PriceIDs: inv.PriceIDs}); err != nil {
+			return fail(err)
+		}
+	}
 	// A currency the plan has no price in fails every metric: find out before asking Stripe.
-	for _, m := range h.pricer.Metrics() {
-		if _, err := h.pricer.Price(ctx, inv.Currency, Usage{Account: acct, Metric: m}); err != nil {
+	for _, m := range pricer.Metrics() {
+		if _, err := pricer.Price(ctx, inv.Currency, Usage{Account: acct, Metric: m}); err != nil {
 			return fail(err)
 		}
 	}
@@ -1144,7 +1280,7 @@ func (h *Handler) billWith(ctx context.Context, sc StripeClient, inv StripeInvoi
 		if err != nil {
 			return fail(err)
 		}
-		todo, existing, err := h.plan(ctx, sc, inv, acct, entries, start, rebill, how)
+		todo, existing, err := h.plan(ctx, sc, pricer, inv, acct, entries, start, rebill, how)
 		if err != nil {
 			return fail(err)
 		}
@@ -1309,7 +1445,7 @@ func (h *Handler) billEnd(ctx context.Context, sc StripeClient, sub stripeevent.
 	ended := time.Unix(sub.EndedAt, 0).UTC()
 	inv := StripeInvoice{Customer: sub.Customer, Currency: sub.Currency, Status: "draft",
 		PeriodStart: time.Unix(sub.CurrentPeriodStart, 0).UTC(), PeriodEnd: ended,
-		SubscriptionMetadata: sub.Metadata, BillingReason: "subscription_cycle", Subscription: sub.ID}
+		SubscriptionMetadata: sub.Metadata, BillingReason: "subscription_cycle", Subscription: sub.ID, PriceIDs: sub.PriceIDs}
 	how := handling{fresh: true, final: true, nominalEnd: time.Unix(sub.CurrentPeriodEnd, 0).UTC()}
 	failed := func(err error) *Report {
 		return &Report{Customer: sub.Customer, Window: Period{Start: inv.PeriodStart, End: ended}, Outcome: OutcomeFailed,
@@ -1391,9 +1527,9 @@ func ledgerEntries(items []InvoiceItem, account uint64) ([]ledger.Entry, error) 
 // plan returns the lines still to create for inv, and how many of its lines already exist. The
 // decision is the planner's (internal/billing); the world it asks reads the meter, the pricer
 // and, only when catch-up needs it, the subscription.
-func (h *Handler) plan(ctx context.Context, sc StripeClient, inv StripeInvoice, acct uint64, entries []ledger.Entry, start *usageStart, rebill *StripeInvoice, how handling) ([]billing.Action, int, error) {
-	metrics := h.pricer.Metrics()
-	w := &world{ctx: ctx, h: h, sc: sc, inv: inv, currency: inv.Currency, acct: acct, start: start, metrics: make(map[string]Metric, len(metrics))}
+func (h *Handler) plan(ctx context.Context, sc StripeClient, pricer Pricer, inv StripeInvoice, acct uint64, entries []ledger.Entry, start *usageStart, rebill *StripeInvoice, how handling) ([]billing.Action, int, error) {
+	metrics := pricer.Metrics()
+	w := &world{ctx: ctx, h: h, sc: sc, pricer: pricer, inv: inv, currency: inv.Currency, acct: acct, start: start, metrics: make(map[string]Metric, len(metrics))}
 	planned := make([]billing.Metric, len(metrics))
 	for i, m := range metrics {
 		w.metrics[m.Code] = m
@@ -1424,6 +1560,7 @@ type world struct {
 	ctx      context.Context
 	h        *Handler
 	sc       StripeClient
+	pricer   Pricer
 	inv      StripeInvoice
 	currency string
 	acct     uint64
@@ -1439,7 +1576,7 @@ func (w *world) Usage(m billing.Metric, runs []ledger.Run) (fixed.Micros, error)
 }
 
 func (w *world) Price(m billing.Metric, from, to time.Time, q fixed.Micros) ([]billing.Line, error) {
-	lines, err := w.h.price(w.ctx, w.currency, Usage{Account: w.acct, Metric: w.metrics[m.Code], Window: Period{Start: from, End: to}, Value: Value{q}})
+	lines, err := w.h.price(w.ctx, w.pricer, w.currency, Usage{Account: w.acct, Metric: w.metrics[m.Code], Window: Period{Start: from, End: to}, Value: Value{q}})
 	if err != nil {
 		return nil, err
 	}
@@ -1509,9 +1646,9 @@ func (u *usageStart) get(ctx context.Context) (time.Time, bool, error) {
 	return u.at, u.known, u.err
 }
 
-// price prices u, adding a zero line for no usage when WithZeroUsageLines asks for it.
-func (h *Handler) price(ctx context.Context, currency string, u Usage) ([]Line, error) {
-	lines, err := h.pricer.Price(ctx, currency, u)
+// price prices u with pricer, adding a zero line for no usage when WithZeroUsageLines asks for it.
+func (h *Handler) price(ctx context.Context, pricer Pricer, currency string, u Usage) ([]Line, error) {
+	lines, err := pricer.Price(ctx, currency, u)
 	if err != nil {
 		return nil, err
 	}

@@ -9,8 +9,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -389,5 +391,127 @@ func TestLinesShowQuantityAndUnitPrice(t *testing.T) {
 	}
 	if total != 2+51+310+0+1800+240 {
 		t.Errorf("Stripe's amounts add up to %d, want %d", total, 2+51+310+0+1800+240)
+	}
+}
+
+// TestPlansPerCustomer: each subscription is priced by its own plan, chosen by its metadata or
+// by the Stripe prices on its invoice, with a fallback; the ledger records which plan priced it.
+func TestPlansPerCustomer(t *testing.T) {
+	basic, err := meterbill.NewPlan(meterbill.Price{Metric: requests, Description: "Requests", Currencies: map[string][]meterbill.Tier{"usd": {{Unit: "0.1"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pro, err := meterbill.NewPlan(meterbill.Price{Metric: requests, Description: "Requests (Pro)", Included: "1000", Currencies: map[string][]meterbill.Tier{"usd": {{Unit: "0.05"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	byMetadata, err := meterbill.PlansByMetadata("plan", map[string]*meterbill.Plan{"basic": basic, "pro": pro}, "basic")
+	if err != nil {
+		t.Fatal(err)
+	}
+	byPrice, err := meterbill.PlansByPrice(map[string]*meterbill.Plan{"price_basic": basic, "price_pro": pro}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name     string
+		pricer   meterbill.Pricer
+		metadata map[string]string
+		prices   []string // the Stripe prices of the invoice's lines
+		want     itemView
+		wantPlan string // the start of meterbill_plan
+		wantFail bool
+	}{
+		{name: "metadata names pro", pricer: byMetadata, metadata: map[string]string{"plan": "pro"},
+			want: itemView{Desc: "Requests (Pro): 2100", Amount: 105}, wantPlan: "pro:pl_"},
+		{name: "metadata names nothing: the fallback", pricer: byMetadata,
+			want: itemView{Desc: "Requests: 3100", Amount: 310}, wantPlan: "basic:pl_"},
+		{name: "metadata names an unknown plan: the fallback", pricer: byMetadata, metadata: map[string]string{"plan": "gold"},
+			want: itemView{Desc: "Requests: 3100", Amount: 310}, wantPlan: "basic:pl_"},
+		{name: "the invoice's Stripe price names pro", pricer: byPrice, prices: []string{"price_base_fee", "price_pro"},
+			want: itemView{Desc: "Requests (Pro): 2100", Amount: 105}, wantPlan: "price_pro:pl_"},
+		{name: "no price names a plan and there is no fallback: the invoice fails", pricer: byPrice, prices: []string{"price_other"}, wantFail: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := newPricedBridge(t, tt.pricer)
+			b.record(t, 42, date(2026, 3, 1), date(2026, 4, 1), 100, "")
+			inv := b.invoice("in_mar", "cus_a", 42, "draft", date(2026, 3, 1), date(2026, 4, 1))
+			meta := map[string]string{"meter_account": "42"}
+			maps.Copy(meta, tt.metadata)
+			payload := withLines(t, invoiceEvent(t, "2025-08-27.basil", inv.ID, inv.Customer, "draft", date(2026, 3, 1), date(2026, 4, 1), meta), tt.prices)
+			got := b.post(t, payload)
+			if tt.wantFail {
+				if got != 500 || !errors.Is(b.lastReport().Err, meterbill.ErrNoPlan) {
+					t.Errorf("status %d, err %v; want 500 and ErrNoPlan", got, b.lastReport().Err)
+				}
+				return
+			}
+			items := b.stripe.Items("cus_a")
+			if got != 200 || len(items) != 1 {
+				t.Fatalf("status %d, items %+v", got, items)
+			}
+			if items[0].Description != tt.want.Desc || items[0].Amount != tt.want.Amount || !strings.HasPrefix(items[0].Metadata["meterbill_plan"], tt.wantPlan) {
+				t.Errorf("item %q %d plan %q; want %q %d plan %s…", items[0].Description, items[0].Amount, items[0].Metadata["meterbill_plan"], tt.want.Desc, tt.want.Amount, tt.wantPlan)
+			}
+		})
+	}
+}
+
+// withLines adds invoice lines with the given Stripe prices (basil's pricing.price_details) to an
+// invoice.created payload.
+func withLines(t testing.TB, payload []byte, prices []string) []byte {
+	t.Helper()
+	var ev map[string]any
+	if err := json.Unmarshal(payload, &ev); err != nil {
+		t.Fatal(err)
+	}
+	var data []any
+	for _, p := range prices {
+		data = append(data, map[string]any{"object": "line_item", "pricing": map[string]any{"type": "price_details", "price_details": map[string]any{"price": p, "product": "prod_1"}}})
+	}
+	ev["data"].(map[string]any)["object"].(map[string]any)["lines"] = map[string]any{"object": "list", "data": data, "has_more": false}
+	out, err := json.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// newPricedBridge is newBridge with a Pricer of the test's own.
+func newPricedBridge(t testing.TB, pricer meterbill.Pricer) *bridge {
+	t.Helper()
+	b := newBridge(t, billPlan[:1])
+	h, err := meterbill.NewHandler(b.meter, b.stripeClient(t), meterbill.SubscriptionMetadataAccount("meter_account"), pricer, []string{secret},
+		meterbill.WithRetryBackoff(time.Millisecond, 5*time.Millisecond),
+		meterbill.WithReportHook(func(r *meterbill.Report) { b.mu.Lock(); b.reports = append(b.reports, r); b.mu.Unlock() }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.handler = h
+	return b
+}
+
+func TestNewPlansRejects(t *testing.T) {
+	basic, _ := meterbill.NewPlan(meterbill.Price{Metric: requests, Currencies: map[string][]meterbill.Tier{"usd": {{Unit: "1"}}}})
+	daily := requests
+	daily.Period, daily.CycleDay = meterbill.Day, 0
+	other, _ := meterbill.NewPlan(meterbill.Price{Metric: daily, Currencies: map[string][]meterbill.Tier{"usd": {{Unit: "1"}}}})
+	tests := []struct {
+		name     string
+		plans    map[string]*meterbill.Plan
+		fallback string
+	}{
+		{name: "no plans"},
+		{name: "a fallback that is not a plan", plans: map[string]*meterbill.Plan{"basic": basic}, fallback: "pro"},
+		{name: "a nil plan", plans: map[string]*meterbill.Plan{"basic": nil}},
+		{name: "one metric defined two ways", plans: map[string]*meterbill.Plan{"basic": basic, "other": other}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := meterbill.PlansByMetadata("plan", tt.plans, tt.fallback); !errors.Is(err, meterbill.ErrInvalidPlan) {
+				t.Errorf("PlansByMetadata: %v, want ErrInvalidPlan", err)
+			}
+		})
 	}
 }

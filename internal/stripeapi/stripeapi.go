@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -23,6 +24,7 @@ type Invoice struct {
 	BillingReason                  string
 	Subscription                   string
 	Metadata                       map[string]string
+	PriceIDs                       []string
 }
 
 // NewInvoice is an invoice to create.
@@ -136,7 +138,15 @@ func (c *Client) Invoice(ctx context.Context, id string) (Invoice, error) {
 }
 
 func invoiceOf(inv *stripe.Invoice) Invoice {
-	out := Invoice{ID: inv.ID, Currency: string(inv.Currency), Status: string(inv.Status), Metadata: inv.Metadata,
+	var prices []string
+	if inv.Lines != nil {
+		for _, l := range inv.Lines.Data {
+			if l.Pricing != nil && l.Pricing.PriceDetails != nil && l.Pricing.PriceDetails.Price != "" && !slices.Contains(prices, l.Pricing.PriceDetails.Price) {
+				prices = append(prices, l.Pricing.PriceDetails.Price)
+			}
+		}
+	}
+	out := Invoice{ID: inv.ID, Currency: string(inv.Currency), Status: string(inv.Status), Metadata: inv.Metadata, PriceIDs: prices,
 		PeriodStart: time.Unix(inv.PeriodStart, 0).UTC(), PeriodEnd: time.Unix(inv.PeriodEnd, 0).UTC(),
 		BillingReason: string(inv.BillingReason)}
 	if inv.Customer != nil {

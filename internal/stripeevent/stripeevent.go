@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -128,10 +129,35 @@ const SubscriptionDeleted = "customer.subscription.deleted"
 type Subscription struct {
 	ID, Customer, Status, Currency string
 	Metadata                       map[string]string
+	// PriceIDs are the Stripe prices of its items.
+	PriceIDs []string
 	// StartDate, TrialEnd, EndedAt and the current period are Unix seconds, 0 when absent. The
 	// current period is that of the subscription's first item (basil moved it from the
 	// subscription onto its items), or the subscription's own in older versions.
 	StartDate, TrialEnd, EndedAt, CurrentPeriodStart, CurrentPeriodEnd int64
+}
+
+// wireLine is an invoice line: its price in basil (pricing.price_details.price) or before
+// (price.id).
+type wireLine struct {
+	Pricing *struct {
+		PriceDetails *struct {
+			Price string `json:"price"`
+		} `json:"price_details"`
+	} `json:"pricing"`
+	Price *struct {
+		ID string `json:"id"`
+	} `json:"price"`
+}
+
+func (l wireLine) priceID() string {
+	switch {
+	case l.Pricing != nil && l.Pricing.PriceDetails != nil:
+		return l.Pricing.PriceDetails.Price
+	case l.Price != nil:
+		return l.Price.ID
+	}
+	return ""
 }
 
 type wireSubscription struct {
@@ -152,6 +178,9 @@ type wireSubscription struct {
 		Data []struct {
 			CurrentPeriodStart int64 `json:"current_period_start"`
 			CurrentPeriodEnd   int64 `json:"current_period_end"`
+			Price              *struct {
+				ID string `json:"id"`
+			} `json:"price"`
 		} `json:"data"`
 	} `json:"items"`
 }
@@ -177,6 +206,11 @@ func decodeSubscription(raw json.RawMessage) (*Subscription, error) {
 	if len(ws.Items.Data) > 0 {
 		sub.CurrentPeriodStart, sub.CurrentPeriodEnd = ws.Items.Data[0].CurrentPeriodStart, ws.Items.Data[0].CurrentPeriodEnd
 	}
+	for _, it := range ws.Items.Data {
+		if it.Price != nil && it.Price.ID != "" {
+			sub.PriceIDs = append(sub.PriceIDs, it.Price.ID)
+		}
+	}
 	switch {
 	case ws.Object != "subscription" || sub.ID == "":
 		return nil, fmt.Errorf("%w: %s without a subscription", ErrMalformed, SubscriptionDeleted)
@@ -197,8 +231,9 @@ type Invoice struct {
 	ID, Customer, Currency, Status string
 	PeriodStart, PeriodEnd         int64 // Unix seconds
 	SubscriptionMetadata           map[string]string
-	BillingReason                  string // "subscription_cycle", "manual", ...; "" if absent
-	Subscription                   string // the subscription's id; "" for an invoice without one
+	BillingReason                  string   // "subscription_cycle", "manual", ...; "" if absent
+	Subscription                   string   // the subscription's id; "" for an invoice without one
+	PriceIDs                       []string // the Stripe prices of the lines the event lists
 }
 
 // The JSON shapes. These fields are the same in the basil, clover and dahlia API versions, so
@@ -222,7 +257,10 @@ type wireInvoice struct {
 	PeriodEnd   int64           `json:"period_end"`
 	// BillingReason is optional: catch-up keys off it, and its absence only turns catch-up off.
 	BillingReason string `json:"billing_reason"`
-	Parent        *struct {
+	Lines         struct {
+		Data []wireLine `json:"data"`
+	} `json:"lines"`
+	Parent *struct {
 		SubscriptionDetails *struct {
 			Metadata     map[string]string `json:"metadata"`
 			Subscription json.RawMessage   `json:"subscription"` // an id, or an object when expanded
@@ -258,6 +296,11 @@ func Decode(payload []byte) (Event, Invoice, error) {
 	}
 	inv := Invoice{ID: wi.ID, Currency: strings.ToLower(wi.Currency), Status: wi.Status, PeriodStart: wi.PeriodStart, PeriodEnd: wi.PeriodEnd, BillingReason: wi.BillingReason}
 	inv.Customer = idOf(wi.Customer)
+	for _, l := range wi.Lines.Data {
+		if id := l.priceID(); id != "" && !slices.Contains(inv.PriceIDs, id) {
+			inv.PriceIDs = append(inv.PriceIDs, id)
+		}
+	}
 	if wi.Parent != nil && wi.Parent.SubscriptionDetails != nil {
 		inv.SubscriptionMetadata = wi.Parent.SubscriptionDetails.Metadata
 		inv.Subscription = idOf(wi.Parent.SubscriptionDetails.Subscription)

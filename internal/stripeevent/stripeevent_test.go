@@ -341,3 +341,19 @@ func TestDecodeSubscriptionDeleted(t *testing.T) {
 		})
 	}
 }
+
+func TestDecodeInvoicePriceIDs(t *testing.T) {
+	payload := []byte(`{"id":"evt_1","type":"invoice.created","data":{"object":{"id":"in_1","object":"invoice","customer":"cus_1","currency":"usd","status":"draft","period_start":10,"period_end":20,
+		"lines":{"object":"list","data":[
+			{"object":"line_item","pricing":{"type":"price_details","price_details":{"price":"price_pro","product":"prod_1"}}},
+			{"object":"line_item","pricing":{"type":"price_details","price_details":{"price":"price_pro","product":"prod_1"}}},
+			{"object":"line_item","price":{"id":"price_legacy"}},
+			{"object":"line_item","pricing":null}]}}}}`)
+	_, inv, err := Decode(payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"price_pro", "price_legacy"}, inv.PriceIDs); diff != "" {
+		t.Errorf("price ids (-want +got):\n%s", diff)
+	}
+}
