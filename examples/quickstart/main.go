@@ -1,9 +1,11 @@
 // Command quickstart runs meterbill end to end on its embedded defaults, with no keys and no
-// servers: it records usage for two customers in the in-process meter (or in the Unimeter cluster
-// that BILLING_NODES names), then plays Stripe. It
-// sends a correctly signed invoice.created for each customer's April invoice to meterbill's real
-// webhook handler over HTTP, delivers one of them twice more as Stripe's retries would, and
-// prints the invoices that result in an in-process fake of Stripe's API.
+// servers: it records usage for four customers in the in-process meter (or in the Unimeter
+// cluster that BILLING_NODES names), then plays Stripe. It sends correctly signed events to
+// meterbill's real webhook handler over HTTP: invoice.created for two customers' April renewals
+// (one delivered twice more, as Stripe's retries would) and for the first invoice of a customer
+// who subscribed on April 20 after using the free tier, and customer.subscription.deleted for a
+// customer who canceled on April 20. It prints the invoices that result in an in-process fake of
+// Stripe's API.
 //
 //	go run ./examples/quickstart
 //
@@ -13,6 +15,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -37,6 +40,7 @@ import (
 var (
 	apiCalls = meterbill.Metric{Code: "api_calls", Aggregation: meterbill.Count, Period: meterbill.Calendar, CycleDay: 1}
 	compute  = meterbill.Metric{Code: "compute_hours", Aggregation: meterbill.Sum, Period: meterbill.Calendar, CycleDay: 1}
+	storage  = meterbill.Metric{Code: "storage_gb_days", Aggregation: meterbill.Sum, Period: meterbill.Day}
 	seats    = meterbill.Metric{Code: "active_seats", Aggregation: meterbill.CountUnique, Period: meterbill.Calendar, CycleDay: 1}
 )
 
@@ -55,6 +59,9 @@ var prices = []meterbill.Price{
 	{Metric: seats, Description: "Active seats", Currencies: map[string][]meterbill.Tier{
 		"usd": {{Unit: "800"}}, // $8 per seat active in the month
 	}},
+	{Metric: storage, Description: "Storage (GB-days)", Currencies: map[string][]meterbill.Tier{
+		"usd": {{Unit: "0.1"}}, // $0.001 per GB stored a day: a Day metric, billed from the day a subscription starts
+	}},
 }
 
 type customer struct {
@@ -64,12 +71,21 @@ type customer struct {
 	calls   int    // API calls a day
 	hours   int    // compute sessions a day
 	seats   int    // people on the team
+	gb      int    // GB stored
+	// subscribed is when the subscription started (zero: April 1, before which the customer
+	// used the free tier); canceled, when it ended (zero: it goes on).
+	subscribed, canceled time.Time
 }
 
 var customers = []customer{
-	{name: "Acme Corp", stripe: "cus_acme", account: 1001, calls: 41_000, hours: 9, seats: 12},
-	{name: "Globex", stripe: "cus_globex", account: 1002, calls: 2_300, hours: 1, seats: 3},
+	{name: "Acme Corp", stripe: "cus_acme", account: 1001, calls: 41_000, hours: 9, seats: 12, gb: 800},
+	{name: "Globex", stripe: "cus_globex", account: 1002, calls: 2_300, hours: 1, seats: 3, gb: 40},
+	{name: "Initech", stripe: "cus_initech", account: 1003, calls: 900, hours: 2, seats: 2, gb: 120, subscribed: time.Date(2026, 4, 20, 0, 0, 0, 0, time.UTC)},
+	{name: "Hooli", stripe: "cus_hooli", account: 1004, calls: 1_500, hours: 3, seats: 4, gb: 300, canceled: time.Date(2026, 4, 20, 12, 0, 0, 0, time.UTC)},
 }
+
+// renews reports whether the customer's subscription simply renews in April.
+func (c customer) renews() bool { return c.subscribed.IsZero() && c.canceled.IsZero() }
 
 // webhookSecret is the signing secret of the (fake) webhook endpoint.
 const webhookSecret = "whsec_quickstart_0123456789abcdef"
@@ -144,17 +160,29 @@ func run(ctx context.Context, out io.Writer, inspect inspector) error {
 	fmt.Fprintf(out, "Recorded %d usage events for %d customers, %s to %s; the meter has all %d.\n\n", recorded, len(customers),
 		from.Format("Jan 2"), to.Add(-time.Nanosecond).Format("Jan 2"), st.Delivered-uint64(served))
 
-	// 5. Stripe, played by an in-process fake of its API, with each customer's April renewal
-	// invoice as a draft. Subscription metadata maps each customer to a meter account.
+	// 5. Stripe, played by an in-process fake of its API: each customer and subscription, and
+	// as drafts the April renewals and Initech's first invoice (it subscribed on April 20, so its
+	// period runs to May 20). Subscription metadata maps each customer to a meter account.
 	fake := stripefake.New()
 	defer fake.Close()
 	april := [2]time.Time{time.Date(2026, 4, 1, 0, 0, 0, 0, time.UTC), time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)}
 	var invoices []stripefake.Invoice
 	for _, c := range customers {
 		fake.AddCustomer(c.stripe, nil)
-		inv := stripefake.Invoice{ID: "in_" + c.stripe[4:] + "_april", Customer: c.stripe, Currency: "usd", Status: "draft",
-			BillingReason: "subscription_cycle", PeriodStart: april[0].Unix(), PeriodEnd: april[1].Unix(), Subscription: "sub_" + c.stripe[4:],
-			SubscriptionMetadata: map[string]string{"meter_account": fmt.Sprint(c.account)}}
+		start := cmp.Or(c.subscribed, april[0])
+		fake.AddSubscription(stripefake.Subscription{ID: "sub_" + c.stripe[4:], Customer: c.stripe, StartDate: start.Unix(),
+			Metadata: map[string]string{"meter_account": fmt.Sprint(c.account)}})
+		if !c.canceled.IsZero() {
+			invoices = append(invoices, stripefake.Invoice{}) // its final invoice is meterbill's to make
+			continue
+		}
+		period, id := april, "in_"+c.stripe[4:]+"_april"
+		if !c.subscribed.IsZero() {
+			period, id = [2]time.Time{c.subscribed, c.subscribed.AddDate(0, 1, 0)}, "in_"+c.stripe[4:]+"_first"
+		}
+		inv := stripefake.Invoice{ID: id, Customer: c.stripe, Currency: "usd",
+			Status: "draft", BillingReason: "subscription_cycle", PeriodStart: period[0].Unix(), PeriodEnd: period[1].Unix(),
+			Subscription: "sub_" + c.stripe[4:], SubscriptionMetadata: map[string]string{"meter_account": fmt.Sprint(c.account)}}
 		fake.AddInvoice(inv)
 		invoices = append(invoices, inv)
 	}
@@ -176,17 +204,35 @@ func run(ctx context.Context, out io.Writer, inspect inspector) error {
 	defer srv.Close()
 
 	// 7. Stripe delivers invoice.created for each invoice, and Acme's twice more, as it does
-	// when it retries or redelivers.
-	deliveries := []stripefake.Invoice{invoices[0], invoices[1], invoices[0], invoices[0]}
+	// when it retries or redelivers; and customer.subscription.deleted for Hooli, who canceled
+	// on April 20 (its usage is billed in arrears, so April has no invoice of Stripe's).
+	type delivery struct {
+		event   string
+		payload []byte
+		name    string
+	}
+	var deliveries []delivery
+	for _, i := range []int{0, 1, 2, 0, 0, 3} {
+		c, inv := customers[i], invoices[i]
+		if c.canceled.IsZero() {
+			deliveries = append(deliveries, delivery{"invoice.created", invoiceCreated(inv), inv.ID})
+		} else {
+			deliveries = append(deliveries, delivery{"customer.subscription.deleted", subscriptionDeleted(c, april), "sub_" + c.stripe[4:]})
+		}
+	}
 	fmt.Fprintln(out, "Webhook deliveries:")
-	for i, inv := range deliveries {
-		status, err := deliver(ctx, srv.URL+"/webhook", inv, i+1)
+	for i, d := range deliveries {
+		status, err := deliver(ctx, srv.URL+"/webhook", d.payload, i+1)
 		if err != nil {
 			return err
 		}
 		r := reports[len(reports)-1]
-		fmt.Fprintf(out, "  %d. invoice.created %-18s -> HTTP %d, %-14s %d lines added, %d already there, %d Stripe requests\n",
-			i+1, inv.ID, status, r.Outcome, len(r.Created), r.Existing, r.StripeRequests)
+		fmt.Fprintf(out, "  %d. %-29s %-16s -> HTTP %d, %-14s %d lines added, %d already there, %d Stripe requests\n",
+			i+1, d.event, d.name, status, r.Outcome, len(r.Created), r.Existing, r.StripeRequests)
+		if d.event != "invoice.created" {
+			final, _ := fake.Invoice(r.Invoice)
+			invoices[3] = final
+		}
 	}
 	fmt.Fprintln(out)
 
@@ -281,6 +327,9 @@ func record(ctx context.Context, rec *meterbill.Recorder, c customer, from, to t
 		total++
 		return rec.Record(ctx, e)
 	}
+	if !c.canceled.IsZero() {
+		to = c.canceled // no usage after the subscription ended
+	}
 	for day := from; day.Before(to); day = day.AddDate(0, 0, 1) {
 		calls := c.calls/2 + rng.IntN(c.calls)
 		for i := range calls {
@@ -297,6 +346,11 @@ func record(ctx context.Context, rec *meterbill.Recorder, c customer, from, to t
 				return total, err
 			}
 		}
+		// Storage: one reading a day, a few GB more or less.
+		gb := meterbill.Units(uint64(c.gb + rng.IntN(c.gb/10+1)))
+		if err := add(meterbill.Event{Metric: storage.Code, Value: gb, Time: day.Add(23 * time.Hour)}); err != nil {
+			return total, err
+		}
 		for s := range c.seats {
 			if rng.IntN(3) == 0 {
 				continue // not everyone works every day
@@ -310,9 +364,9 @@ func record(ctx context.Context, rec *meterbill.Recorder, c customer, from, to t
 	return total, nil
 }
 
-// deliver posts a signed invoice.created event, as Stripe does, and returns the HTTP status.
-func deliver(ctx context.Context, url string, inv stripefake.Invoice, attempt int) (int, error) {
-	payload, err := json.Marshal(map[string]any{
+// invoiceCreated is the invoice.created event Stripe sends for inv.
+func invoiceCreated(inv stripefake.Invoice) []byte {
+	return mustJSON(map[string]any{
 		"id": "evt_" + inv.ID, "object": "event", "api_version": "2025-08-27.basil", "type": "invoice.created",
 		"data": map[string]any{"object": map[string]any{
 			"id": inv.ID, "object": "invoice", "customer": inv.Customer, "currency": inv.Currency, "status": inv.Status,
@@ -321,9 +375,32 @@ func deliver(ctx context.Context, url string, inv stripefake.Invoice, attempt in
 				"subscription": inv.Subscription, "metadata": inv.SubscriptionMetadata}},
 		}},
 	})
+}
+
+// subscriptionDeleted is the customer.subscription.deleted event Stripe sends when c's
+// subscription ends in the middle of the period (basil keeps the period on the items).
+func subscriptionDeleted(c customer, period [2]time.Time) []byte {
+	return mustJSON(map[string]any{
+		"id": "evt_end_" + c.stripe, "object": "event", "api_version": "2025-08-27.basil", "type": "customer.subscription.deleted",
+		"data": map[string]any{"object": map[string]any{
+			"id": "sub_" + c.stripe[4:], "object": "subscription", "customer": c.stripe, "status": "canceled", "currency": "usd",
+			"metadata": map[string]string{"meter_account": fmt.Sprint(c.account)}, "ended_at": c.canceled.Unix(), "canceled_at": c.canceled.Unix(),
+			"items": map[string]any{"object": "list", "data": []any{map[string]any{
+				"object": "subscription_item", "current_period_start": period[0].Unix(), "current_period_end": period[1].Unix()}}},
+		}},
+	})
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
 	if err != nil {
-		return 0, err
+		panic(err)
 	}
+	return b
+}
+
+// deliver posts a signed event, as Stripe does, and returns the HTTP status.
+func deliver(ctx context.Context, url string, payload []byte, attempt int) (int, error) {
 	// Stripe signs every attempt afresh.
 	signed := webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: payload, Secret: webhookSecret})
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(payload))
@@ -342,8 +419,18 @@ func deliver(ctx context.Context, url string, inv stripefake.Invoice, attempt in
 }
 
 func printInvoice(out io.Writer, fake *stripefake.Server, c customer, inv stripefake.Invoice) error {
-	fmt.Fprintf(out, "%s: invoice %s for %s – %s\n", c.name, inv.ID,
-		time.Unix(inv.PeriodStart, 0).UTC().Format("Jan 2"), time.Unix(inv.PeriodEnd, 0).UTC().Add(-time.Second).Format("Jan 2 2006"))
+	switch {
+	case !c.canceled.IsZero():
+		fmt.Fprintf(out, "%s: final invoice %s (%s), canceled %s\n", c.name, inv.ID, inv.Status, c.canceled.Format("Jan 2 15:04"))
+	case !c.subscribed.IsZero():
+		fmt.Fprintf(out, "%s: invoice %s for %s – %s, subscribed %s after the free tier (monthly lines start with May:\n"+
+			"  April's months straddle the start, and no usage from before it is billed)\n", c.name, inv.ID,
+			time.Unix(inv.PeriodStart, 0).UTC().Format("Jan 2"), time.Unix(inv.PeriodEnd, 0).UTC().Add(-time.Second).Format("Jan 2 2006"),
+			c.subscribed.Format("Jan 2"))
+	default:
+		fmt.Fprintf(out, "%s: invoice %s for %s – %s\n", c.name, inv.ID,
+			time.Unix(inv.PeriodStart, 0).UTC().Format("Jan 2"), time.Unix(inv.PeriodEnd, 0).UTC().Add(-time.Second).Format("Jan 2 2006"))
+	}
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "Line\tUsage period\tQuantity\tUnit price\tAmount\t")
 	var total int64

@@ -31,9 +31,11 @@ func TestQuickstart(t *testing.T) {
 		t.Fatal("two runs printed different output; the quickstart must be deterministic")
 	}
 	for _, want := range []string{
-		"1. invoice.created in_acme_april      -> HTTP 200, billed",
-		"3. invoice.created in_acme_april      -> HTTP 200, already_billed 0 lines added",
-		"4. invoice.created in_acme_april      -> HTTP 200, already_billed 0 lines added",
+		"1. invoice.created               in_acme_april    -> HTTP 200, billed",
+		"4. invoice.created               in_acme_april    -> HTTP 200, already_billed 0 lines added",
+		"5. invoice.created               in_acme_april    -> HTTP 200, already_billed 0 lines added",
+		"6. customer.subscription.deleted sub_hooli        -> HTTP 200, billed",
+		"Hooli: final invoice in_fake00000001 (open), canceled Apr 20 12:00",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
@@ -53,11 +55,15 @@ func TestQuickstart(t *testing.T) {
 	if len(invoices) != len(customers) {
 		t.Fatalf("printed %d invoices, want %d:\n%s", len(invoices), len(customers), out)
 	}
-	for _, inv := range invoices {
+	for i, inv := range invoices {
 		body, _, _ := strings.Cut(inv, "\n\n") // an invoice ends at its blank line
 		var sum int64
 		var lines int
-		for _, l := range strings.Split(body, "\n")[2:] {
+		head := 2
+		if !customers[i].subscribed.IsZero() {
+			head = 3 // a two-line heading
+		}
+		for _, l := range strings.Split(body, "\n")[head:] {
 			if strings.HasPrefix(strings.TrimSpace(l), "Total") {
 				if got := cents(l); got != sum {
 					t.Errorf("total %d cents, lines add up to %d", got, sum)
@@ -67,8 +73,14 @@ func TestQuickstart(t *testing.T) {
 			sum += cents(l)
 			lines++
 		}
-		if lines < 4 || !strings.Contains(body, "Apr 1 – Apr 30") {
-			t.Errorf("invoice has %d lines or no April period:\n%s", lines, body)
+		c := customers[i]
+		switch {
+		case c.renews() && (lines < 4 || !strings.Contains(body, "Apr 1 – Apr 30")):
+			t.Errorf("%s's renewal has %d lines or no April period:\n%s", c.name, lines, body)
+		case !c.subscribed.IsZero() && (lines != 1 || !strings.Contains(body, "Storage (GB-days)") || !strings.Contains(body, "Apr 20 – May 19")):
+			t.Errorf("%s subscribed on April 20: want only storage from April 20:\n%s", c.name, body)
+		case !c.canceled.IsZero() && (lines < 4 || !strings.Contains(body, "Storage (GB-days)") || !strings.Contains(body, "Apr 1 – Apr 20")):
+			t.Errorf("%s canceled on April 20: want April up to the 20th:\n%s", c.name, body)
 		}
 	}
 }
@@ -79,6 +91,9 @@ func TestQuickstartTotalsMatchThePricer(t *testing.T) {
 	var out bytes.Buffer
 	err := run(context.Background(), &out, func(meter meterbill.Meter, plan *meterbill.Plan, fake *stripefake.Server, invoices []stripefake.Invoice) error {
 		for i, c := range customers {
+			if !c.renews() {
+				continue // priced from the subscription's start or to its end: TestQuickstartLifecycle
+			}
 			april := meterbill.Period{Start: time.Unix(invoices[i].PeriodStart, 0).UTC(), End: time.Unix(invoices[i].PeriodEnd, 0).UTC()}
 			var wantLines int
 			var wantTotal int64
@@ -140,5 +155,56 @@ func TestQuickstartOnUnimeter(t *testing.T) {
 	}
 	if stored == 0 {
 		t.Error("the cluster stored nothing: the quickstart did not use BILLING_NODES")
+	}
+}
+
+// TestQuickstartLifecycle checks the two customers whose subscription starts or ends in April
+// against the meter and the plan: Initech pays for storage from the day it subscribed and
+// nothing of the calendar months that straddle that day; Hooli's final invoice is April's usage,
+// its days of storage up to the day it canceled.
+func TestQuickstartLifecycle(t *testing.T) {
+	var out bytes.Buffer
+	err := run(context.Background(), &out, func(meter meterbill.Meter, plan *meterbill.Plan, fake *stripefake.Server, invoices []stripefake.Invoice) error {
+		ctx := context.Background()
+		price := func(account uint64, m meterbill.Metric, p meterbill.Period) int64 {
+			u, err := meter.Query(ctx, account, m, p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			lines, err := plan.Price(ctx, "usd", u)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var sum int64
+			for _, l := range lines {
+				sum += l.Amount
+			}
+			return sum
+		}
+		total := func(id string) int64 {
+			var sum int64
+			for _, it := range fake.InvoiceItems(id) {
+				sum += it.Amount
+			}
+			return sum
+		}
+		initech, hooli := customers[2], customers[3]
+		april := meterbill.Period{Start: time.Date(2026, 4, 1, 0, 0, 0, 0, time.UTC), End: time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)}
+		want := price(initech.account, storage, meterbill.Period{Start: initech.subscribed, End: initech.subscribed.AddDate(0, 1, 0)})
+		if got := total(invoices[2].ID); got != want || want == 0 {
+			t.Errorf("Initech billed %d cents, storage from April 20 costs %d", got, want)
+		}
+		want = price(hooli.account, apiCalls, april) + price(hooli.account, compute, april) + price(hooli.account, seats, april) +
+			price(hooli.account, storage, meterbill.Period{Start: april.Start, End: time.Date(2026, 4, 21, 0, 0, 0, 0, time.UTC)})
+		if got := total(invoices[3].ID); got != want || want == 0 {
+			t.Errorf("Hooli's final invoice is %d cents, April to its cancellation costs %d", got, want)
+		}
+		if invoices[3].Status != "open" || invoices[3].Metadata["meterbill_final"] != "sub_hooli" {
+			t.Errorf("Hooli's final invoice %+v: want finalized and naming the subscription", invoices[3])
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
