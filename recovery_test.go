@@ -347,6 +347,12 @@ func TestUnfinishedRunIsFinishedLater(t *testing.T) {
 		"usd": {{UpTo: "100", Unit: "0"}, {UpTo: "1000", Unit: "4"}, {Unit: "3"}},
 	}}}
 	march := marchLines("in_mar")
+	aprilRenewal := func(t *testing.T, b *bridge, h *meterbill.Handler) {
+		apr := b.invoice("in_apr", "cus_a", 42, "draft", date(2026, 4, 1), date(2026, 5, 1))
+		if got := postInvoiceCreated(t, h, apr); got != 200 {
+			t.Errorf("April: status %d", got)
+		}
+	}
 	tests := []struct {
 		name     string
 		finalize bool              // March is finalized after the cut
@@ -368,12 +374,7 @@ func TestUnfinishedRunIsFinishedLater(t *testing.T) {
 		{
 			name:     "by April's renewal, March being finalized",
 			finalize: true, plan: billPlan,
-			finish: func(t *testing.T, b *bridge, h *meterbill.Handler) {
-				apr := b.invoice("in_apr", "cus_a", 42, "draft", date(2026, 4, 1), date(2026, 5, 1))
-				if got := postInvoiceCreated(t, h, apr); got != 200 {
-					t.Errorf("April: status %d", got)
-				}
-			},
+			finish: aprilRenewal,
 			want: []itemView{
 				{Invoice: "in_apr", Desc: "Storage (tier 2): 900 (2026-03-01, not billed before)", Amount: 1800, From: "2026-03-01", To: "2026-04-01", Tier: "2"},
 				{Invoice: "in_apr", Desc: "Storage (tier 3): 240 (2026-03-01, not billed before)", Amount: 240, From: "2026-03-01", To: "2026-04-01", Tier: "3"},
@@ -382,12 +383,7 @@ func TestUnfinishedRunIsFinishedLater(t *testing.T) {
 		{
 			name:     "by April's renewal after the plan changed: at March's prices",
 			finalize: true, plan: dearer,
-			finish: func(t *testing.T, b *bridge, h *meterbill.Handler) {
-				apr := b.invoice("in_apr", "cus_a", 42, "draft", date(2026, 4, 1), date(2026, 5, 1))
-				if got := postInvoiceCreated(t, h, apr); got != 200 {
-					t.Errorf("April: status %d", got)
-				}
-			},
+			finish: aprilRenewal,
 			want: []itemView{
 				{Invoice: "in_apr", Desc: "Storage (tier 2): 900 (2026-03-01, not billed before)", Amount: 1800, From: "2026-03-01", To: "2026-04-01", Tier: "2"},
 				{Invoice: "in_apr", Desc: "Storage (tier 3): 240 (2026-03-01, not billed before)", Amount: 240, From: "2026-03-01", To: "2026-04-01", Tier: "3"},

@@ -375,16 +375,22 @@ func (p *planner) pricePeriod(m Metric, r ledger.Run, usage, adjustments []ledge
 	if len(lines) > 0 {
 		p.stacked = append(p.stacked, prior...)
 	}
+	return actions(m, spans, q, lines, catchUp, &billed), nil
+}
+
+// actions makes one action a line of a run of m over spans, priced at quantity q, each
+// recording all the run's lines (and the runs, when there are several).
+func actions(m Metric, spans [][2]time.Time, q fixed.Micros, lines []Line, catchUp bool, offset *fixed.Micros) []Action {
 	record := Record(lines)
 	todo := make([]Action, 0, len(lines))
 	for _, l := range lines {
-		a := Action{Metric: m, From: start, To: end, Quantity: q, Line: l, CatchUp: catchUp, Offset: &billed, Run: record}
+		a := Action{Metric: m, From: spans[0][0], To: spans[len(spans)-1][1], Quantity: q, Line: l, CatchUp: catchUp, Offset: offset, Run: record}
 		if len(spans) > 1 {
 			a.Runs = spans
 		}
 		todo = append(todo, a)
 	}
-	return todo, nil
+	return todo
 }
 
 // priceRuns prices unbilled runs of m's buckets together, as one line or one per tier, each
@@ -406,16 +412,7 @@ func (p *planner) priceRuns(m Metric, runs []ledger.Run, catchUp bool) ([]Action
 	if err != nil {
 		return nil, err
 	}
-	todo := make([]Action, 0, len(lines))
-	record := Record(lines)
-	for _, l := range lines {
-		a := Action{Metric: m, From: start, To: end, Quantity: q, Line: l, CatchUp: catchUp, Run: record}
-		if len(spans) > 1 {
-			a.Runs = spans
-		}
-		todo = append(todo, a)
-	}
-	return todo, nil
+	return actions(m, spans, q, lines, catchUp, nil), nil
 }
 
 // Record is what the ledger records of a run's lines.
@@ -707,14 +704,7 @@ func spansOf(s period.Spec, runs []ledger.Run) [][2]time.Time {
 // buckets: the largest of each run's items and adjustments, added up across runs (Max takes the
 // largest, Latest the last run's).
 func billedWithin(m Metric, usage, adjustments []ledger.Entry, from, to int64) ([]ledger.Entry, fixed.Micros, error) {
-	inside := func(e ledger.Entry) bool {
-		for _, c := range e.Covered() {
-			if c[0] < from || c[1] > to {
-				return false
-			}
-		}
-		return true
-	}
+	inside := within(from, to)
 	var runs []ledger.Entry
 	for _, e := range usage {
 		if !inside(e) || slices.ContainsFunc(runs, e.SameRun) || takenOver(e, usage) {
@@ -754,14 +744,7 @@ func billedWithin(m Metric, usage, adjustments []ledger.Entry, from, to int64) (
 // Runs another took over count too: each run records only the lines it added. Adjustments are
 // lines of no tier (-1), so that a bill on top of them is one line for the whole difference.
 func billedLines(usage, adjustments []ledger.Entry, from, to int64) ([]Line, error) {
-	inside := func(e ledger.Entry) bool {
-		for _, c := range e.Covered() {
-			if c[0] < from || c[1] > to {
-				return false
-			}
-		}
-		return true
-	}
+	inside := within(from, to)
 	byTier := map[int]*Line{}
 	add := func(tier int, qty string, amount int64) error {
 		q, err := parse(qty, "line quantity")
@@ -818,6 +801,13 @@ func billedLines(usage, adjustments []ledger.Entry, from, to int64) ([]Line, err
 	}
 	slices.SortFunc(out, func(a, b Line) int { return cmp.Compare(a.Tier, b.Tier) })
 	return out, nil
+}
+
+// within returns whether an entry bills only buckets inside [from, to) (Unix nanoseconds).
+func within(from, to int64) func(ledger.Entry) bool {
+	return func(e ledger.Entry) bool {
+		return covers([][2]int64{{from, to}}, e.Covered())
+	}
 }
 
 // billedQuantity is the quantity billed for e's run: the largest among its items and its
