@@ -14,6 +14,8 @@ import (
 	"github.com/stripe/stripe-go/v82/webhook"
 
 	"github.com/meterbill/meterbill"
+	"github.com/meterbill/meterbill/internal/ledger"
+	"github.com/meterbill/meterbill/internal/stripefake"
 )
 
 // BenchmarkMemoryMeterIngest measures batches of 500 events into the embedded meter: one account
@@ -285,6 +287,90 @@ func BenchmarkRecord(b *testing.B) {
 				}
 			}
 			b.ReportMetric(float64(st.Enqueued)/b.Elapsed().Seconds(), "events/s")
+		})
+	}
+}
+
+// BenchmarkHandlerHistory measures what an invoice costs in Stripe requests as the customer's
+// history grows: the webhook over HTTP, the real stripe-go adapter, and the stateful fake over
+// loopback, with 0, 12, 36 and 120 months of meterbill items (5 metrics a month) already on
+// Stripe. It reports real HTTP requests per invoice on the first delivery and on a redelivery;
+// they must not grow with the history.
+func BenchmarkHandlerHistory(b *testing.B) {
+	for _, months := range []int{0, 12, 36, 120} {
+		b.Run(fmt.Sprintf("months=%d", months), func(b *testing.B) {
+			ctx := context.Background()
+			var prices []meterbill.Price
+			for i := range 5 {
+				m := meterbill.Metric{Code: fmt.Sprintf("metric_%d", i), Aggregation: meterbill.Sum, Period: meterbill.Calendar, CycleDay: 1}
+				prices = append(prices, meterbill.Price{Metric: m, Description: m.Code, Currencies: map[string][]meterbill.Tier{"usd": {{Unit: "0.25"}}}})
+			}
+			plan, err := meterbill.NewPlan(prices...)
+			if err != nil {
+				b.Fatal(err)
+			}
+			meter := meterbill.NewMemoryMeter()
+			if err := meter.Define(ctx, plan.Metrics()...); err != nil {
+				b.Fatal(err)
+			}
+			fake := stripefake.New()
+			defer fake.Close()
+			sc, err := meterbill.NewStripeClient("sk_test_bench", meterbill.WithStripeURL(fake.URL))
+			if err != nil {
+				b.Fatal(err)
+			}
+			var last *meterbill.Report
+			h, err := meterbill.NewHandler(meter, sc, meterbill.SubscriptionMetadataAccount("meter_account"), plan, []string{secret},
+				meterbill.WithReportHook(func(r *meterbill.Report) { last = r }))
+			if err != nil {
+				b.Fatal(err)
+			}
+			period := [2]time.Time{date(2036, 3, 1), date(2036, 4, 1)}
+			start := period[0].AddDate(0, -months, 0)
+			var first, again int
+			customer := 0
+			b.ReportAllocs()
+			for b.Loop() {
+				b.StopTimer()
+				customer++
+				acct := uint64(customer)
+				cus := fmt.Sprintf("cus_%d", customer)
+				fake.AddCustomer(cus, nil)
+				fake.AddSubscription(stripefake.Subscription{ID: "sub_" + cus, Customer: cus, StartDate: start.Unix()})
+				for mo := range months { // the customer's history: every month billed, 5 items
+					from, to := start.AddDate(0, mo, 0), start.AddDate(0, mo+1, 0)
+					for _, m := range plan.Metrics() {
+						md, err := ledger.Encode(ledger.Entry{Account: acct, Metric: m.Code, Period: "calendar/1", From: from, To: to, Quantity: "0",
+							Tier: 0, LineQty: "0", UnitPrice: "0.25", Invoice: "in_old", Subscription: "sub_" + cus})
+						if err != nil {
+							b.Fatal(err)
+						}
+						fake.AddItem(stripefake.Item{Customer: cus, Invoice: "in_old", Currency: "usd", Amount: 0, Created: to.Unix(),
+							PeriodStart: from.Unix(), PeriodEnd: to.Unix() - 1, Metadata: md})
+					}
+				}
+				var events []meterbill.Event
+				for _, m := range plan.Metrics() {
+					events = append(events, meterbill.Event{Account: acct, Metric: m.Code, Value: meterbill.Units(100), Time: period[0].Add(time.Hour)})
+				}
+				ingestAll(b, meter, events)
+				inv := stripefake.Invoice{ID: "in_" + cus, Customer: cus, Currency: "usd", Status: "draft", BillingReason: "subscription_cycle",
+					PeriodStart: period[0].Unix(), PeriodEnd: period[1].Unix(), Subscription: "sub_" + cus,
+					SubscriptionMetadata: map[string]string{"meter_account": fmt.Sprint(acct)}}
+				fake.AddInvoice(inv)
+				fake.AdvanceTo(period[1])
+				b.StartTimer()
+				if got := postInvoiceCreated(b, h, inv); got != http.StatusOK {
+					b.Fatalf("status %d: %v", got, last.Err)
+				}
+				first = last.StripeRequests
+				if got := postInvoiceCreated(b, h, inv); got != http.StatusOK {
+					b.Fatalf("redelivery: status %d", got)
+				}
+				again = last.StripeRequests
+			}
+			b.ReportMetric(float64(first), "stripe_req/invoice")
+			b.ReportMetric(float64(again), "stripe_req/redelivery")
 		})
 	}
 }

@@ -75,12 +75,14 @@ func newBridge(t testing.TB, prices []meterbill.Price, opts ...meterbill.Option)
 
 // invoice sets up an invoice of customer's subscription, whose metadata maps it to account. The
 // subscription ("sub_" + customer) starts at the period start of the customer's first invoice
-// set up, unless the test added it before.
+// set up, unless the test added it before. The fake's clock moves to the period's start if it is
+// earlier, so that items are dated as Stripe would date them (the ledger read filters on it).
 func (b *bridge) invoice(id, customer string, account uint64, status string, start, end time.Time) stripefake.Invoice {
 	b.stripe.AddCustomer(customer, nil)
 	if !b.stripe.HasSubscription("sub_" + customer) {
 		b.stripe.AddSubscription(stripefake.Subscription{ID: "sub_" + customer, Customer: customer, StartDate: start.Unix()})
 	}
+	b.stripe.AdvanceTo(start) // Stripe's clock is past the invoices it has made: items are dated after the periods they bill
 	inv := stripefake.Invoice{ID: id, Customer: customer, Currency: "usd", Status: status, BillingReason: "subscription_cycle",
 		PeriodStart: start.Unix(), PeriodEnd: end.Unix(), Subscription: "sub_" + customer,
 		SubscriptionMetadata: map[string]string{"meter_account": fmt.Sprint(account)}}

@@ -776,11 +776,11 @@ func (k *killAfterCreates) CreateInvoiceItem(ctx context.Context, item meterbill
 	return it, err
 }
 
-func (k *killAfterCreates) InvoiceItems(ctx context.Context, customer string) ([]meterbill.InvoiceItem, error) {
+func (k *killAfterCreates) InvoiceItems(ctx context.Context, customer string, since time.Time) ([]meterbill.InvoiceItem, error) {
 	if k.n.Load() >= int64(k.creates) {
 		return nil, errProcessKilled
 	}
-	return k.StripeClient.InvoiceItems(ctx, customer)
+	return k.StripeClient.InvoiceItems(ctx, customer, since)
 }
 
 // runKilledProcess: the process dies after Stripe created the invoice's second line (the

@@ -117,7 +117,7 @@ func (s *stubStripe) CustomerMetadata(context.Context, string) (map[string]strin
 	return nil, nil
 }
 
-func (s *stubStripe) InvoiceItems(_ context.Context, customer string) ([]meterbill.InvoiceItem, error) {
+func (s *stubStripe) InvoiceItems(_ context.Context, customer string, _ time.Time) ([]meterbill.InvoiceItem, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.calls++

@@ -521,7 +521,7 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	f.stripe.Inject(stripefake.Fault{Method: http.MethodGet, Path: "/v1/invoices/", Status: 500, Times: 1})
 	f.stripe.Inject(stripefake.Fault{Method: http.MethodGet, Path: "/v1/invoiceitems", Status: 429, Times: 1})
 	_, err1 := f.api.Invoice(t.Context(), "in_x")
-	_, err2 := f.api.InvoiceItems(t.Context(), "cus_hostile")
+	_, err2 := f.api.InvoiceItems(t.Context(), "cus_hostile", time.Time{})
 	restricted, err := meterbill.NewStripeClient("rk_test_hostile_K3y_n3ver_pr1nted_0042", meterbill.WithStripeURL(f.stripe.URL), meterbill.WithLogger(f.logs.logger()))
 	if err != nil {
 		t.Fatal(err)

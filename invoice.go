@@ -479,8 +479,9 @@ type StripeClient interface {
 	Subscription(ctx context.Context, id string) (StripeSubscription, error)
 	// CustomerMetadata retrieves a customer's metadata.
 	CustomerMetadata(ctx context.Context, id string) (map[string]string, error)
-	// InvoiceItems lists every invoice item of a customer, pending or on an invoice.
-	InvoiceItems(ctx context.Context, customer string) ([]InvoiceItem, error)
+	// InvoiceItems lists a customer's invoice items, pending or on an invoice, created at or
+	// after since (zero: all of them), every page.
+	InvoiceItems(ctx context.Context, customer string, since time.Time) ([]InvoiceItem, error)
 	// CreateInvoiceItem creates an invoice item under an idempotency key.
 	CreateInvoiceItem(ctx context.Context, item InvoiceItem, idempotencyKey string) (InvoiceItem, error)
 }
@@ -664,8 +665,8 @@ func (s *StripeAPI) CustomerMetadata(ctx context.Context, id string) (map[string
 }
 
 // InvoiceItems implements [StripeClient].
-func (s *StripeAPI) InvoiceItems(ctx context.Context, customer string) ([]InvoiceItem, error) {
-	items, err := s.c.InvoiceItems(ctx, customer)
+func (s *StripeAPI) InvoiceItems(ctx context.Context, customer string, since time.Time) ([]InvoiceItem, error) {
+	items, err := s.c.InvoiceItems(ctx, customer, since)
 	out := make([]InvoiceItem, len(items))
 	for i, it := range items {
 		out[i] = InvoiceItem(it)
@@ -1148,8 +1149,8 @@ func (c *countingStripe) Subscription(ctx context.Context, id string) (StripeSub
 	return countCall(ctx, c, func(ctx context.Context) (StripeSubscription, error) { return c.StripeClient.Subscription(ctx, id) })
 }
 
-func (c *countingStripe) InvoiceItems(ctx context.Context, customer string) ([]InvoiceItem, error) {
-	return countCall(ctx, c, func(ctx context.Context) ([]InvoiceItem, error) { return c.StripeClient.InvoiceItems(ctx, customer) })
+func (c *countingStripe) InvoiceItems(ctx context.Context, customer string, since time.Time) ([]InvoiceItem, error) {
+	return countCall(ctx, c, func(ctx context.Context) ([]InvoiceItem, error) { return c.StripeClient.InvoiceItems(ctx, customer, since) })
 }
 
 func (c *countingStripe) CreateInvoiceItem(ctx context.Context, item InvoiceItem, key string) (InvoiceItem, error) {
@@ -1188,6 +1189,25 @@ func retry[T any](ctx context.Context, h *Handler, f func() (T, error)) (T, erro
 //
 // With pendingIfFinal, an invoice that is no longer a draft is billed as pending items; without
 // it (the webhook), such an invoice is left alone.
+// ledgerMargin is how much older than the horizon an item that matters may be: an item is
+// created no earlier than the start of the first bucket it bills (usually when its period ends;
+// a final invoice's when the subscription ends, inside the bucket that straddles the end), and a
+// bucket that ends after the horizon began at most a month (31 days) before it; four days more
+// for clocks that differ.
+const ledgerMargin = 35 * 24 * time.Hour
+
+// ledgerSince is how far back the ledger read goes: the items the planner needs bill buckets
+// from the lookback horizon on (the invoice's window, catch-up, late usage, runs to finish), or
+// the window of a voided invoice re-billed; older items cannot change what this invoice owes.
+// So a read costs the same pages after ten years of history as after one month.
+func ledgerSince(inv StripeInvoice, rebill *StripeInvoice, lookback time.Duration) time.Time {
+	since := inv.PeriodStart.Add(-lookback)
+	if rebill != nil && rebill.PeriodStart.Before(since) {
+		since = rebill.PeriodStart
+	}
+	return since.Add(-ledgerMargin)
+}
+
 // handling says how billWith treats its invoice.
 type handling struct {
 	fresh  bool           // the invoice's status was read from Stripe now, not from an event's snapshot
@@ -1264,6 +1284,7 @@ func (h *Handler) billWith(ctx context.Context, sc StripeClient, inv StripeInvoi
 	}
 
 	start := &usageStart{h: h, sc: sc, inv: inv}
+	since := ledgerSince(inv, rebill, h.o.lookback)
 	gens := map[string]int{} // idempotency key generation per line, moved on after Stripe stored a failure
 	freshFailures := 0       // 5xx answers to keys not used before, in this handling
 	refused := map[string]bool{}
@@ -1272,7 +1293,7 @@ func (h *Handler) billWith(ctx context.Context, sc StripeClient, inv StripeInvoi
 		if err := ctx.Err(); err != nil {
 			return fail(err)
 		}
-		items, err := retry(ctx, h, func() ([]InvoiceItem, error) { return sc.InvoiceItems(ctx, inv.Customer) })
+		items, err := retry(ctx, h, func() ([]InvoiceItem, error) { return sc.InvoiceItems(ctx, inv.Customer, since) })
 		if err != nil {
 			return fail(err)
 		}
@@ -1823,9 +1844,9 @@ func (s observedStripe) CustomerMetadata(ctx context.Context, id string) (map[st
 	return md, err
 }
 
-func (s observedStripe) InvoiceItems(ctx context.Context, customer string) ([]InvoiceItem, error) {
+func (s observedStripe) InvoiceItems(ctx context.Context, customer string, since time.Time) ([]InvoiceItem, error) {
 	start := time.Now()
-	items, err := s.StripeClient.InvoiceItems(ctx, customer)
+	items, err := s.StripeClient.InvoiceItems(ctx, customer, since)
 	s.observe("invoice_items", start, err)
 	return items, err
 }

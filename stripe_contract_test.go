@@ -51,7 +51,7 @@ func TestStripeContract(t *testing.T) {
 		{name: "retrieve invoice", call: func() error { _, err := sc.Invoice(ctx, "in_123"); return err }},
 		{name: "retrieve customer", call: func() error { _, err := sc.CustomerMetadata(ctx, "cus_123"); return err }},
 		{name: "retrieve subscription", call: func() error { _, err := sc.Subscription(ctx, "sub_123"); return err }},
-		{name: "list a customer's invoice items", call: func() error { _, err := sc.InvoiceItems(ctx, "cus_123"); return err }},
+		{name: "list a customer's invoice items", call: func() error { _, err := sc.InvoiceItems(ctx, "cus_123", from); return err }},
 		{name: "list a subscription's voided invoices", call: func() error {
 			_, err := sc.Invoices(ctx, meterbill.InvoiceQuery{Subscription: "sub_123", Status: "void", CreatedSince: from})
 			return err

@@ -56,7 +56,7 @@ func (s *fakeStripe) CustomerMetadata(context.Context, string) (map[string]strin
 	return nil, nil
 }
 
-func (s *fakeStripe) InvoiceItems(_ context.Context, customer string) ([]meterbill.InvoiceItem, error) {
+func (s *fakeStripe) InvoiceItems(_ context.Context, customer string, _ time.Time) ([]meterbill.InvoiceItem, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []meterbill.InvoiceItem

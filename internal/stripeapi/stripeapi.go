@@ -251,10 +251,14 @@ func (c *Client) CustomerMetadata(ctx context.Context, id string) (map[string]st
 	return cu.Metadata, nil
 }
 
-// InvoiceItems lists every invoice item of a customer, pending or invoiced, 100 a page.
-func (c *Client) InvoiceItems(ctx context.Context, customer string) ([]Item, error) {
+// InvoiceItems lists a customer's invoice items, pending or invoiced, created at or after since
+// (zero: all), 100 a page.
+func (c *Client) InvoiceItems(ctx context.Context, customer string, since time.Time) ([]Item, error) {
 	params := &stripe.InvoiceItemListParams{Customer: stripe.String(customer)}
 	params.Limit = stripe.Int64(100)
+	if !since.IsZero() {
+		params.CreatedRange = &stripe.RangeQueryParams{GreaterThanOrEqual: since.Unix()}
+	}
 	var out []Item
 	for ii, err := range c.sc.V1InvoiceItems.List(ctx, params) {
 		if err != nil {

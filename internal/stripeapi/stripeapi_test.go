@@ -34,7 +34,7 @@ func TestPeriodEndIsHalfOpenHereInclusiveOnStripe(t *testing.T) {
 	if onStripe.PeriodEnd != to.Unix()-1 || onStripe.PeriodStart != from.Unix() {
 		t.Errorf("sent period [%d, %d], want [%d, %d] (inclusive end)", onStripe.PeriodStart, onStripe.PeriodEnd, from.Unix(), to.Unix()-1)
 	}
-	listed, err := c.InvoiceItems(ctx, "cus_a")
+	listed, err := c.InvoiceItems(ctx, "cus_a", time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}

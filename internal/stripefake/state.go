@@ -223,6 +223,15 @@ func (s *Server) Advance(d time.Duration) {
 	s.now = s.now.Add(d)
 }
 
+// AdvanceTo moves the fake's clock forward to t; a t not after it changes nothing.
+func (s *Server) AdvanceTo(t time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t.After(s.now) {
+		s.now = t
+	}
+}
+
 // cloneMap copies a map, turning nil into an empty map.
 func cloneMap(m map[string]string) map[string]string {
 	out := make(map[string]string, len(m))
