@@ -1150,7 +1150,9 @@ func (c *countingStripe) Subscription(ctx context.Context, id string) (StripeSub
 }
 
 func (c *countingStripe) InvoiceItems(ctx context.Context, customer string, since time.Time) ([]InvoiceItem, error) {
-	return countCall(ctx, c, func(ctx context.Context) ([]InvoiceItem, error) { return c.StripeClient.InvoiceItems(ctx, customer, since) })
+	return countCall(ctx, c, func(ctx context.Context) ([]InvoiceItem, error) {
+		return c.StripeClient.InvoiceItems(ctx, customer, since)
+	})
 }
 
 func (c *countingStripe) CreateInvoiceItem(ctx context.Context, item InvoiceItem, key string) (InvoiceItem, error) {
