@@ -315,7 +315,7 @@ func BenchmarkHandlerHistory(b *testing.B) {
 			}
 			fake := stripefake.New()
 			defer fake.Close()
-			sc, err := meterbill.NewStripeClient("sk_test_bench", meterbill.WithStripeURL(fake.URL))
+			sc, err := meterbill.NewStripeClient("sk_test_bench", meterbill.WithStripeURL(fake.URL), meterbill.WithStripeRateLimit(-1))
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -56,7 +56,7 @@ func newBridge(t testing.TB, prices []meterbill.Price, opts ...meterbill.Option)
 	if err := b.meter.Define(context.Background(), plan.Metrics()...); err != nil {
 		t.Fatal(err)
 	}
-	sc, err := meterbill.NewStripeClient("sk_test_fake", meterbill.WithStripeURL(b.stripe.URL))
+	sc, err := meterbill.NewStripeClient("sk_test_fake", meterbill.WithStripeURL(b.stripe.URL), meterbill.WithStripeRateLimit(-1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -443,7 +443,7 @@ func TestChangedPlanNeverTopsUpAnotherInvoicesRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sc, err := meterbill.NewStripeClient("sk_test_fake", meterbill.WithStripeURL(b.stripe.URL))
+	sc, err := meterbill.NewStripeClient("sk_test_fake", meterbill.WithStripeURL(b.stripe.URL), meterbill.WithStripeRateLimit(-1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -479,7 +479,7 @@ func (b *bridge) replica(t testing.TB, prices []meterbill.Price, opts ...meterbi
 	if err != nil {
 		t.Fatal(err)
 	}
-	sc, err := meterbill.NewStripeClient("sk_test_fake", meterbill.WithStripeURL(b.stripe.URL))
+	sc, err := meterbill.NewStripeClient("sk_test_fake", meterbill.WithStripeURL(b.stripe.URL), meterbill.WithStripeRateLimit(-1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -687,7 +687,7 @@ func TestResolverReturningAccountZeroIsRefused(t *testing.T) {
 	b.invoice("in_mar", "cus_a", 42, "draft", date(2026, 3, 1), date(2026, 4, 1))
 	zero := meterbill.AccountResolverFunc(func(context.Context, meterbill.Customer) (uint64, error) { return 0, nil })
 	plan, _ := meterbill.NewPlan(billPlan...)
-	sc, _ := meterbill.NewStripeClient("sk_test_fake", meterbill.WithStripeURL(b.stripe.URL))
+	sc, _ := meterbill.NewStripeClient("sk_test_fake", meterbill.WithStripeURL(b.stripe.URL), meterbill.WithStripeRateLimit(-1))
 	h, err := meterbill.NewHandler(b.meter, sc, zero, plan, []string{secret}, meterbill.WithZeroUsageLines(true))
 	if err != nil {
 		t.Fatal(err)

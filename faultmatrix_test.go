@@ -393,7 +393,7 @@ func matrixCustomer(account uint64) string { return fmt.Sprintf("cus_%d", accoun
 // stripeClient is a production Stripe client pointed at the fake.
 func (b *bridge) stripeClient(t testing.TB, opts ...meterbill.Option) *meterbill.StripeAPI {
 	t.Helper()
-	sc, err := meterbill.NewStripeClient("sk_test_fake", append([]meterbill.Option{meterbill.WithStripeURL(b.stripe.URL)}, opts...)...)
+	sc, err := meterbill.NewStripeClient("sk_test_fake", append([]meterbill.Option{meterbill.WithStripeURL(b.stripe.URL), meterbill.WithStripeRateLimit(-1)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -612,7 +612,9 @@ type StripeAPI struct {
 
 // NewStripeClient returns a Stripe client for a secret or restricted API key (sk_… or rk_…;
 // a restricted key needs read access to customers and invoices and write access to invoice
-// items). Options: [WithStripeURL], [WithHTTPClient], [WithLogger].
+// items). Every request it sends (each page, each retry) is held to one budget
+// ([WithStripeRateLimit]), so every handler, BillInvoice and resolver that shares the client
+// shares it. Options: [WithStripeURL], [WithHTTPClient], [WithStripeRateLimit], [WithLogger].
 func NewStripeClient(apiKey string, opts ...Option) (*StripeAPI, error) {
 	if !strings.HasPrefix(apiKey, "sk_") && !strings.HasPrefix(apiKey, "rk_") {
 		return nil, errors.New("meterbill: NewStripeClient needs a secret (sk_…) or restricted (rk_…) API key")
@@ -621,7 +623,18 @@ func NewStripeClient(apiKey string, opts ...Option) (*StripeAPI, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &StripeAPI{c: stripeapi.New(apiKey, o.stripeURL, o.httpClient, o.logger)}, nil
+	perSecond := o.stripeRate
+	if perSecond == 0 {
+		perSecond = 20 // 80% of test mode's 25 a second
+		if strings.Contains(apiKey, "_live_") {
+			perSecond = 80 // 80% of live mode's 100
+		}
+	}
+	var limiter *stripeapi.Limiter
+	if perSecond > 0 {
+		limiter = stripeapi.NewLimiter(perSecond)
+	}
+	return &StripeAPI{c: stripeapi.New(apiKey, o.stripeURL, o.httpClient, o.logger, limiter)}, nil
 }
 
 // Invoice implements [StripeClient].
@@ -700,6 +713,9 @@ var (
 	ErrMalformedEvent = errors.New("meterbill: malformed webhook event")
 	// ErrBodyTooLarge reports a body over [WithMaxBodyBytes].
 	ErrBodyTooLarge = errors.New("meterbill: webhook body too large")
+	// ErrBusy reports an invoice that found no room among [WithMaxConcurrentInvoices] within
+	// half its deadline; the webhook answers 503 and Stripe redelivers it.
+	ErrBusy = errors.New("meterbill: too many invoices being billed")
 )
 
 // Outcome says what handling one invoice did.
@@ -864,7 +880,30 @@ type Handler struct {
 	secrets  *secrets // a pointer, so that printing a Handler shows an address, never a secret
 	o        *options
 	backoff  backoff.Policy
-	locks    keyedMutex // one billing at a time per customer, within this process
+	locks    keyedMutex    // one billing at a time per customer, within this process
+	slots    chan struct{} // WithMaxConcurrentInvoices; nil without a bound
+}
+
+// acquire takes a slot among WithMaxConcurrentInvoices, waiting at most half the time left
+// before ctx's deadline. The release function is never nil.
+func (h *Handler) acquire(ctx context.Context) (release func(), err error) {
+	if h.slots == nil {
+		return func() {}, nil
+	}
+	wait := h.o.deadline / 2
+	if d, ok := ctx.Deadline(); ok {
+		wait = time.Until(d) / 2
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case h.slots <- struct{}{}:
+		return func() { <-h.slots }, nil
+	case <-t.C:
+		return func() {}, fmt.Errorf("%w: %d at once, waited %s", ErrBusy, cap(h.slots), wait)
+	case <-ctx.Done():
+		return func() {}, fmt.Errorf("%w: %w", ErrBusy, ctx.Err())
+	}
 }
 
 // secrets holds the signing secrets. It never prints them: not with %v, %+v, %#v or slog. The
@@ -941,12 +980,16 @@ func NewHandler(meter Meter, stripe StripeClient, resolver AccountResolver, pric
 	if len(pricer.Metrics()) == 0 {
 		return nil, errors.New("meterbill: the pricer bills no metric")
 	}
-	return &Handler{
+	h := &Handler{
 		meter: observedMeter{Meter: meter, obs: o.observer}, stripe: observedStripe{StripeClient: stripe, obs: o.observer, log: o.logger},
 		resolver: resolver, pricer: pricer,
 		secrets: newSecrets(secretList), o: o,
 		backoff: backoff.Policy{Base: o.retryBase, Max: o.retryMax},
-	}, nil
+	}
+	if o.maxInvoices > 0 {
+		h.slots = make(chan struct{}, o.maxInvoices)
+	}
+	return h, nil
 }
 
 // ServeHTTP handles one webhook delivery: 200 when the invoice is billed or there is nothing to
@@ -998,10 +1041,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), h.o.deadline)
 	defer cancel()
 	sc := &countingStripe{StripeClient: h.stripe}
+	release, err := h.acquire(ctx)
+	defer release()
 	var rep *Report
-	if ended {
+	switch {
+	case err != nil:
+		rep = &Report{Outcome: OutcomeFailed, Err: err}
+		if wi.ID != "" {
+			rep.Invoice, rep.Customer = wi.ID, wi.Customer
+		}
+	case ended:
 		rep = h.billEnd(ctx, sc, *ev.Subscription)
-	} else {
+	default:
 		inv := StripeInvoice{ID: wi.ID, Customer: wi.Customer, Currency: wi.Currency, Status: wi.Status,
 			PeriodStart: time.Unix(wi.PeriodStart, 0).UTC(), PeriodEnd: time.Unix(wi.PeriodEnd, 0).UTC(),
 			SubscriptionMetadata: wi.SubscriptionMetadata, BillingReason: wi.BillingReason, Subscription: wi.Subscription,
@@ -1030,6 +1081,13 @@ func (h *Handler) BillInvoice(ctx context.Context, invoiceID string, opts ...Bil
 	var bo billOptions
 	for _, o := range opts {
 		o(&bo)
+	}
+	release, err := h.acquire(ctx)
+	defer release()
+	if err != nil {
+		rep := &Report{Invoice: invoiceID, Outcome: OutcomeFailed, Err: fmt.Errorf("meterbill: invoice %s: %w", invoiceID, err)}
+		h.report(rep)
+		return rep, rep.Err
 	}
 	sc := &countingStripe{StripeClient: h.stripe}
 	inv, err := retry(ctx, h, func() (StripeInvoice, error) { return sc.Invoice(ctx, invoiceID) })
@@ -1100,6 +1158,8 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		// the metadata within three days still bills it. A currency without a price stays a 500:
 		// it is this side's plan that is missing it.
 		status = http.StatusBadRequest
+	case errors.Is(err, ErrBusy):
+		status = http.StatusServiceUnavailable
 	}
 	if h.o.errorHandler != nil {
 		h.o.errorHandler(w, r, err)

@@ -515,3 +515,29 @@ func TestNewPlansRejects(t *testing.T) {
 		})
 	}
 }
+
+// TestMaxConcurrentInvoicesAnswers503WhenFull: with room for one invoice at a time, a second
+// that finds no room within half its deadline is answered 503 (Stripe redelivers it) and
+// nothing of it is written; its redelivery, once there is room, bills it.
+func TestMaxConcurrentInvoicesAnswers503WhenFull(t *testing.T) {
+	b := newBridge(t, billPlan[:1], meterbill.WithMaxConcurrentInvoices(1), meterbill.WithDeadline(time.Second))
+	b.record(t, 42, date(2026, 3, 1), date(2026, 4, 1), 10, "")
+	b.record(t, 43, date(2026, 3, 1), date(2026, 4, 1), 10, "")
+	first := b.invoice("in_a", "cus_a", 42, "draft", date(2026, 3, 1), date(2026, 4, 1))
+	second := b.invoice("in_b", "cus_b", 43, "draft", date(2026, 3, 1), date(2026, 4, 1))
+	b.stripe.Inject(stripefake.Fault{Method: http.MethodPost, Path: "/v1/invoiceitems", Delay: 800 * time.Millisecond})
+	done := make(chan int)
+	go func() { done <- b.deliver(t, first, "draft") }()
+	for b.stripe.CountRequests(http.MethodPost, "/v1/invoiceitems") == 0 { // the first holds its slot
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := b.deliver(t, second, "draft"); got != http.StatusServiceUnavailable || !errors.Is(b.lastReport().Err, meterbill.ErrBusy) {
+		t.Errorf("the second invoice: %d %v, want 503 and ErrBusy", got, b.lastReport().Err)
+	}
+	if got := <-done; got != 200 {
+		t.Errorf("the first invoice: %d", got)
+	}
+	if got := b.deliver(t, second, "draft"); got != 200 || len(b.stripe.Items("cus_b")) != 1 {
+		t.Errorf("the second's redelivery: %d, items %d", got, len(b.stripe.Items("cus_b")))
+	}
+}

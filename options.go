@@ -56,6 +56,7 @@ type options struct {
 	errorHandler func(http.ResponseWriter, *http.Request, error)
 	reportHook   func(*Report)
 	stripeURL    string
+	stripeRate   int
 	httpClient   *http.Client
 	cacheSize    int
 	cacheTTL     time.Duration
@@ -64,6 +65,7 @@ type options struct {
 	retryMax     time.Duration
 	lookback     time.Duration
 	trialUsage   bool
+	maxInvoices  int
 	finalInvoice FinalInvoice
 
 	queueSize        int
@@ -123,6 +125,10 @@ func newOptions(s scope, opts []Option) (*options, error) {
 		return nil, fmt.Errorf("meterbill: WithMaxBodyBytes(%d): want at least 1024", o.maxBody)
 	case o.finalInvoice > FinalInvoiceOff:
 		return nil, fmt.Errorf("meterbill: WithFinalInvoice(%d): unknown mode", o.finalInvoice)
+	case o.maxInvoices < 0:
+		return nil, fmt.Errorf("meterbill: WithMaxConcurrentInvoices(%d): want 0 (no bound) or more", o.maxInvoices)
+	case o.stripeRate < -1:
+		return nil, fmt.Errorf("meterbill: WithStripeRateLimit(%d): want a positive rate, or -1 for none", o.stripeRate)
 	case o.lookback < 0:
 		return nil, fmt.Errorf("meterbill: WithLookback(%s): want 0 (off) or a positive duration", o.lookback)
 	case o.tolerance <= 0:
@@ -219,6 +225,15 @@ func WithFinalInvoice(f FinalInvoice) Option {
 	return option{"WithFinalInvoice", forHandler, func(o *options) { o.finalInvoice = f }}
 }
 
+// WithMaxConcurrentInvoices bounds how many invoices the handler bills at once (webhooks and
+// BillInvoice alike), so that a month's renewals arriving together queue for the Stripe budget
+// ([WithStripeRateLimit]) instead of all running out of their deadline. An invoice that finds no
+// room within half its deadline is answered 503 ([ErrBusy]), and Stripe redelivers it later. It
+// applies to [NewHandler]. Defaults to 0: no bound.
+func WithMaxConcurrentInvoices(n int) Option {
+	return option{"WithMaxConcurrentInvoices", forHandler, func(o *options) { o.maxInvoices = n }}
+}
+
 // WithTrialUsage says whether usage during a subscription's trial is billed. It applies to
 // [NewHandler]. Defaults to false: billing starts at the trial's end (the subscription's
 // trial_end), and the usage before it is never billed.
@@ -261,6 +276,16 @@ func WithStripeURL(url string) Option {
 // Defaults to a client with a 30-second timeout.
 func WithHTTPClient(c *http.Client) Option {
 	return option{"WithHTTPClient", forStripeClient, func(o *options) { o.httpClient = c }}
+}
+
+// WithStripeRateLimit caps the Stripe requests the client sends at perSecond a second (in bursts
+// of up to perSecond), shared by everything that uses the client; a 429 halves the rate and
+// pauses for Stripe's Retry-After, and the rate recovers as requests succeed. Stripe allows 100
+// requests a second in live mode and 25 in test mode across the account: leave your app's own
+// Stripe calls their share. -1 turns the limit off. It applies to [NewStripeClient]. Defaults
+// to 80 a second for a live key (sk_live_, rk_live_) and 20 for any other.
+func WithStripeRateLimit(perSecond int) Option {
+	return option{"WithStripeRateLimit", forStripeClient, func(o *options) { o.stripeRate = perSecond }}
 }
 
 // WithCache bounds the customer-metadata cache: at most size customers, each kept for ttl. A

@@ -86,13 +86,14 @@ type Client struct {
 	sc *stripe.Client
 }
 
-// New returns a client for key. url "" means Stripe's API; hc nil means a 30 s timeout client.
-func New(key, url string, hc *http.Client, logger *slog.Logger) *Client {
+// New returns a client for key. url "" means Stripe's API; hc nil means a 30 s timeout client;
+// limiter nil means no limit.
+func New(key, url string, hc *http.Client, logger *slog.Logger, limiter *Limiter) *Client {
 	if hc == nil {
 		hc = &http.Client{Timeout: 30 * time.Second}
 	}
 	counted := *hc // a copy: the caller's client is not changed
-	counted.Transport = countingTransport{base: hc.Transport}
+	counted.Transport = countingTransport{base: hc.Transport, limiter: limiter}
 	hc = &counted
 	cfg := &stripe.BackendConfig{
 		HTTPClient:        hc,
@@ -114,10 +115,19 @@ func WithCounter(ctx context.Context, n *atomic.Int64) context.Context {
 	return context.WithValue(ctx, counterKey{}, n)
 }
 
-// countingTransport counts requests into the counter their context carries.
-type countingTransport struct{ base http.RoundTripper }
+// countingTransport holds each request to the limiter's budget, and counts it into the counter
+// its context carries.
+type countingTransport struct {
+	base    http.RoundTripper
+	limiter *Limiter
+}
 
 func (t countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if t.limiter != nil {
+		if err := t.limiter.wait(r.Context()); err != nil {
+			return nil, err
+		}
+	}
 	if n, ok := r.Context().Value(counterKey{}).(*atomic.Int64); ok {
 		n.Add(1)
 	}
@@ -125,7 +135,11 @@ func (t countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	if base == nil {
 		base = http.DefaultTransport
 	}
-	return base.RoundTrip(r)
+	res, err := base.RoundTrip(r)
+	if err == nil && t.limiter != nil {
+		t.limiter.answered(res)
+	}
+	return res, err
 }
 
 // Invoice retrieves an invoice.

@@ -21,7 +21,7 @@ func TestPeriodEndIsHalfOpenHereInclusiveOnStripe(t *testing.T) {
 	fake.AddCustomer("cus_a", map[string]string{"meter_account": "7"})
 	fake.AddInvoice(stripefake.Invoice{ID: "in_1", Customer: "cus_a", Currency: "usd", Status: "draft", PeriodStart: 100, PeriodEnd: 200,
 		Subscription: "sub_1", SubscriptionMetadata: map[string]string{"k": "v"}})
-	c := stripeapi.New("sk_test_x", fake.URL, nil, slog.New(slog.DiscardHandler))
+	c := stripeapi.New("sk_test_x", fake.URL, nil, slog.New(slog.DiscardHandler), nil)
 	ctx := context.Background()
 	from, to := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC), time.Date(2026, 4, 1, 0, 0, 0, 0, time.UTC)
 
