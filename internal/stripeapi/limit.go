@@ -52,11 +52,11 @@ func (l *Limiter) wait(ctx context.Context) error {
 	return l.l.Wait(ctx)
 }
 
-// answered adapts the rate to an answer.
-func (l *Limiter) answered(res *http.Response) {
+// answered adapts the rate to an answer's status and Retry-After header.
+func (l *Limiter) answered(status int, retryAfter string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if res.StatusCode != http.StatusTooManyRequests {
+	if status != http.StatusTooManyRequests {
 		if cur := l.l.Limit(); cur < l.max {
 			l.l.SetLimit(min(cur+l.max/20, l.max))
 		}
@@ -65,7 +65,7 @@ func (l *Limiter) answered(res *http.Response) {
 	l.throttled++
 	l.l.SetLimit(max(l.l.Limit()/2, 1))
 	pause := time.Second
-	if s, err := strconv.Atoi(res.Header.Get("Retry-After")); err == nil && s > 0 {
+	if s, err := strconv.Atoi(retryAfter); err == nil && s > 0 {
 		pause = time.Duration(s) * time.Second
 	}
 	if until := time.Now().Add(pause); until.After(l.pausedUntil) {

@@ -1,7 +1,6 @@
 package stripeapi
 
 import (
-	"net/http"
 	"testing"
 	"time"
 
@@ -12,31 +11,29 @@ import (
 // second without one); answers that are not 429 give the rate back a twentieth at a time, never
 // past the configured rate.
 func TestLimiterSlowsDownOn429(t *testing.T) {
-	answer := func(status int, retryAfter string) *http.Response {
-		h := http.Header{}
-		if retryAfter != "" {
-			h.Set("Retry-After", retryAfter)
-		}
-		return &http.Response{StatusCode: status, Header: h}
+	type answerOf struct {
+		status     int
+		retryAfter string
 	}
+	answer := func(status int, retryAfter string) answerOf { return answerOf{status, retryAfter} }
 	tests := []struct {
 		name      string
-		answers   []*http.Response
+		answers   []answerOf
 		wantLimit rate.Limit
 		wantPause time.Duration // about
 	}{
-		{name: "successes keep the rate", answers: []*http.Response{answer(200, ""), answer(404, "")}, wantLimit: 100},
-		{name: "a 429 halves it and pauses a second", answers: []*http.Response{answer(429, "")}, wantLimit: 50, wantPause: time.Second},
-		{name: "Retry-After sets the pause", answers: []*http.Response{answer(429, "3")}, wantLimit: 50, wantPause: 3 * time.Second},
-		{name: "two 429s quarter it", answers: []*http.Response{answer(429, ""), answer(429, "")}, wantLimit: 25, wantPause: time.Second},
-		{name: "successes give it back, 5 a time", answers: []*http.Response{answer(429, ""), answer(200, ""), answer(200, "")}, wantLimit: 60, wantPause: time.Second},
-		{name: "never past the configured rate", answers: append([]*http.Response{answer(429, "")}, repeat(answer(200, ""), 30)...), wantLimit: 100, wantPause: time.Second},
+		{name: "successes keep the rate", answers: []answerOf{answer(200, ""), answer(404, "")}, wantLimit: 100},
+		{name: "a 429 halves it and pauses a second", answers: []answerOf{answer(429, "")}, wantLimit: 50, wantPause: time.Second},
+		{name: "Retry-After sets the pause", answers: []answerOf{answer(429, "3")}, wantLimit: 50, wantPause: 3 * time.Second},
+		{name: "two 429s quarter it", answers: []answerOf{answer(429, ""), answer(429, "")}, wantLimit: 25, wantPause: time.Second},
+		{name: "successes give it back, 5 a time", answers: []answerOf{answer(429, ""), answer(200, ""), answer(200, "")}, wantLimit: 60, wantPause: time.Second},
+		{name: "never past the configured rate", answers: append([]answerOf{answer(429, "")}, repeat(answer(200, ""), 30)...), wantLimit: 100, wantPause: time.Second},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			l := NewLimiter(100)
 			for _, a := range tt.answers {
-				l.answered(a)
+				l.answered(a.status, a.retryAfter)
 			}
 			if got := l.l.Limit(); got != tt.wantLimit {
 				t.Errorf("rate %v, want %v", got, tt.wantLimit)

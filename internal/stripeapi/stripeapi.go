@@ -137,7 +137,7 @@ func (t countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	}
 	res, err := base.RoundTrip(r)
 	if err == nil && t.limiter != nil {
-		t.limiter.answered(res)
+		t.limiter.answered(res.StatusCode, res.Header.Get("Retry-After"))
 	}
 	return res, err
 }
