@@ -3,9 +3,11 @@ package meterbill_test
 import (
 	"bytes"
 	"context"
+	"flag"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -373,4 +375,168 @@ func BenchmarkHandlerHistory(b *testing.B) {
 			b.ReportMetric(float64(again), "stripe_req/redelivery")
 		})
 	}
+}
+
+var (
+	monthStartRenewals = flag.Int("monthstart.renewals", 200, "BenchmarkMonthStart: renewals delivered at once")
+	monthStartRate     = flag.Int("monthstart.rate", 100, "BenchmarkMonthStart: Stripe's rate limit, requests a second (the client's budget too)")
+)
+
+// BenchmarkMonthStart is the 1st of the month: renewals of customers with 3 years of history and
+// 5 metrics each, delivered as Stripe delivers them (all at once from many senders, every
+// non-2xx answer redelivered after a pause), against the stateful fake enforcing a rate limit
+// (429 past -monthstart.rate requests a second, as Stripe does), with the client's budget at the
+// same rate and WithMaxConcurrentInvoices(16). It reports the Stripe requests, per invoice, the
+// 429s, the wall time against the least the rate allows (requests / rate), and checks that no
+// line is duplicated and no invoice left unbilled. The figure in the README:
+//
+//	go test -run '^$' -bench MonthStart -benchtime 1x -monthstart.renewals 2000 .
+func BenchmarkMonthStart(b *testing.B) {
+	ctx := context.Background()
+	renewals, perSecond := *monthStartRenewals, *monthStartRate
+	var prices []meterbill.Price
+	for i := range 5 {
+		m := meterbill.Metric{Code: fmt.Sprintf("metric_%d", i), Aggregation: meterbill.Sum, Period: meterbill.Calendar, CycleDay: 1}
+		prices = append(prices, meterbill.Price{Metric: m, Description: m.Code, Currencies: map[string][]meterbill.Tier{"usd": {{Unit: "0.25"}}}})
+	}
+	plan, err := meterbill.NewPlan(prices...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	period := [2]time.Time{date(2029, 3, 1), date(2029, 4, 1)}
+	start := period[0].AddDate(-3, 0, 0)
+	b.StopTimer()
+	for range b.N {
+		meter := meterbill.NewMemoryMeter()
+		if err := meter.Define(ctx, plan.Metrics()...); err != nil {
+			b.Fatal(err)
+		}
+		fake := stripefake.New()
+		var invoices []stripefake.Invoice
+		var events []meterbill.Event
+		for c := range renewals {
+			acct := uint64(c + 1)
+			cus := fmt.Sprintf("cus_%d", acct)
+			fake.AddCustomer(cus, nil)
+			fake.AddSubscription(stripefake.Subscription{ID: "sub_" + cus, Customer: cus, StartDate: start.Unix()})
+			for mo := range 36 {
+				from, to := start.AddDate(0, mo, 0), start.AddDate(0, mo+1, 0)
+				for _, m := range plan.Metrics() {
+					md, err := ledger.Encode(ledger.Entry{Account: acct, Metric: m.Code, Period: "calendar/1", From: from, To: to, Quantity: "0",
+						LineQty: "0", UnitPrice: "0.25", Invoice: "in_old", Subscription: "sub_" + cus})
+					if err != nil {
+						b.Fatal(err)
+					}
+					fake.AddItem(stripefake.Item{Customer: cus, Invoice: "in_old", Currency: "usd", Created: to.Unix(),
+						PeriodStart: from.Unix(), PeriodEnd: to.Unix() - 1, Metadata: md})
+				}
+			}
+			for _, m := range plan.Metrics() {
+				events = append(events, meterbill.Event{Account: acct, Metric: m.Code, Value: meterbill.Units(400), Time: period[0].Add(time.Hour)})
+			}
+			inv := stripefake.Invoice{ID: "in_" + cus, Customer: cus, Currency: "usd", Status: "draft", BillingReason: "subscription_cycle",
+				PeriodStart: period[0].Unix(), PeriodEnd: period[1].Unix(), Subscription: "sub_" + cus,
+				SubscriptionMetadata: map[string]string{"meter_account": fmt.Sprint(acct)}}
+			fake.AddInvoice(inv)
+			invoices = append(invoices, inv)
+		}
+		for i := 0; i < len(events); i += 1000 {
+			ingestAll(b, meter, events[i:min(i+1000, len(events))])
+		}
+		fake.AdvanceTo(period[1])
+		fake.SetRateLimit(perSecond)
+		sc, err := meterbill.NewStripeClient("sk_live_bench", meterbill.WithStripeURL(fake.URL), meterbill.WithStripeRateLimit(perSecond))
+		if err != nil {
+			b.Fatal(err)
+		}
+		h, err := meterbill.NewHandler(meter, sc, meterbill.SubscriptionMetadataAccount("meter_account"), plan, []string{secret},
+			meterbill.WithMaxConcurrentInvoices(16))
+		if err != nil {
+			b.Fatal(err)
+		}
+		srv := httptest.NewServer(h)
+		queue := make(chan stripefake.Invoice, len(invoices))
+		for _, inv := range invoices {
+			queue <- inv
+		}
+		var deliveries, failed atomic.Int64
+		var pending sync.WaitGroup
+		pending.Add(len(invoices))
+		b.StartTimer()
+		began := time.Now()
+		for range 64 { // Stripe's senders
+			go func() {
+				for inv := range queue {
+					deliveries.Add(1)
+					if postTo(b, srv.URL, inv) == http.StatusOK {
+						pending.Done()
+						continue
+					}
+					failed.Add(1)
+					go func() { time.Sleep(200 * time.Millisecond); queue <- inv }() // redelivered later
+				}
+			}()
+		}
+		pending.Wait()
+		wall := time.Since(began)
+		b.StopTimer()
+		close(queue)
+		srv.Close()
+		var requests, throttled int
+		for _, r := range fake.Requests() {
+			requests++
+			if r.Status == http.StatusTooManyRequests {
+				throttled++
+			}
+		}
+		duplicates, unbilled := 0, 0
+		for _, inv := range invoices {
+			lines := map[string]int{}
+			for _, it := range fake.InvoiceItems(inv.ID) {
+				lines[it.Metadata["meterbill_metric"]]++
+			}
+			for _, m := range plan.Metrics() {
+				switch n := lines[m.Code]; {
+				case n == 0:
+					unbilled++
+				case n > 1:
+					duplicates += n - 1
+				}
+			}
+		}
+		fake.Close()
+		least := time.Duration(float64(requests) / float64(perSecond) * float64(time.Second))
+		if b.N > 1 {
+			continue // the figures are one month start's
+		}
+		b.ReportMetric(float64(requests), "stripe_req")
+		b.ReportMetric(float64(requests)/float64(renewals), "stripe_req/invoice")
+		b.ReportMetric(float64(throttled)/float64(requests)*100, "%429")
+		b.ReportMetric(wall.Seconds(), "wall_s")
+		b.ReportMetric(wall.Seconds()/least.Seconds(), "wall/least")
+		b.ReportMetric(float64(deliveries.Load())/float64(renewals), "deliveries/invoice")
+		b.ReportMetric(float64(duplicates), "duplicates")
+		b.ReportMetric(float64(unbilled), "unbilled_lines")
+		if duplicates > 0 || unbilled > 0 {
+			b.Errorf("%d duplicated lines, %d unbilled lines", duplicates, unbilled)
+		}
+	}
+}
+
+// postTo delivers a signed invoice.created for inv to url.
+func postTo(t testing.TB, url string, inv stripefake.Invoice) int {
+	t.Helper()
+	payload := invoiceEvent(t, "2025-08-27.basil", inv.ID, inv.Customer, "draft", time.Unix(inv.PeriodStart, 0), time.Unix(inv.PeriodEnd, 0), inv.SubscriptionMetadata)
+	sp := webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: payload, Secret: secret})
+	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(payload))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Stripe-Signature", sp.Header)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	return resp.StatusCode
 }

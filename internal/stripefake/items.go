@@ -98,6 +98,7 @@ func (s *Server) createItem(form url.Values, key string) response {
 	}
 	s.items = append(s.items, rec)
 	s.itemByID[rec.ID] = rec
+	s.byCustomer[rec.Customer] = append(s.byCustomer[rec.Customer], rec)
 	return okJSON(renderItem(rec))
 }
 

@@ -100,6 +100,9 @@ func (s *Server) listItems(form url.Values, _ string) response {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	window := slices.Clone(s.items)
+	if f.customer != "" {
+		window = slices.Clone(s.byCustomer[f.customer])
+	}
 	slices.SortFunc(window, func(a, b *itemRecord) int {
 		return cmp.Or(cmp.Compare(b.Created, a.Created), cmp.Compare(b.seq, a.seq))
 	})

@@ -9,7 +9,10 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // apiVersion is the Stripe API version stripe-go v82 pins and the fake speaks.
@@ -45,6 +48,8 @@ type Server struct {
 	requests      []Request
 	lastItem      int64
 	lastInvoice   int64
+	rateLimit     atomic.Pointer[rate.Limiter]
+	byCustomer    map[string][]*itemRecord // items by customer, in creation order
 	lastReq       int64
 }
 
@@ -57,6 +62,7 @@ func New() *Server {
 		invoices:      map[string]*Invoice{},
 		subscriptions: map[string]*Subscription{},
 		itemByID:      map[string]*itemRecord{},
+		byCustomer:    map[string][]*itemRecord{},
 		keys:          map[string]*idemEntry{},
 	}
 	s.ts = httptest.NewServer(http.HandlerFunc(s.handle))
@@ -77,6 +83,7 @@ type response struct {
 	body     []byte
 	store    bool // an idempotent request may store it (false for validation 400s and 409s)
 	replayed bool
+	limited  bool // answered 429 by the rate limit
 }
 
 // handler serves one routed request: its form and its idempotency key.
@@ -104,6 +111,9 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 	if res.replayed {
 		h.Set("Idempotent-Replayed", "true")
 	}
+	if res.limited {
+		h.Set("Stripe-Rate-Limited-Reason", "global-rate")
+	}
 	w.WriteHeader(res.status)
 	_, _ = w.Write(res.body)
 }
@@ -112,6 +122,11 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 // idempotency, in that order.
 func (s *Server) serve(r *http.Request, key string, form url.Values, formErr error) response {
 	if res, ok := checkAuth(r); !ok {
+		return res
+	}
+	if l := s.rateLimit.Load(); l != nil && !l.Allow() {
+		res := faultResponse(http.StatusTooManyRequests)
+		res.store, res.limited = false, true
 		return res
 	}
 	ctx := r.Context()

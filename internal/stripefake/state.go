@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // Invoice is an invoice the fake knows, as set up by AddInvoice.
@@ -223,6 +225,17 @@ func (s *Server) Advance(d time.Duration) {
 	s.now = s.now.Add(d)
 }
 
+// SetRateLimit makes the fake answer 429 rate_limit (with Stripe-Rate-Limited-Reason, and
+// nothing done or stored) to requests past perSecond a second, in bursts of up to perSecond, as
+// Stripe does; 0 turns it off. It is off by default.
+func (s *Server) SetRateLimit(perSecond int) {
+	if perSecond <= 0 {
+		s.rateLimit.Store(nil)
+		return
+	}
+	s.rateLimit.Store(rate.NewLimiter(rate.Limit(perSecond), perSecond))
+}
+
 // AdvanceTo moves the fake's clock forward to t; a t not after it changes nothing.
 func (s *Server) AdvanceTo(t time.Time) {
 	s.mu.Lock()
@@ -260,6 +273,7 @@ func (s *Server) AddItem(it Item) Item {
 	rec := &itemRecord{Item: it, seq: s.lastItem, quantity: 1, unitAmountDecimal: strconv.FormatInt(it.Amount, 10)}
 	s.items = append(s.items, rec)
 	s.itemByID[rec.ID] = rec
+	s.byCustomer[rec.Customer] = append(s.byCustomer[rec.Customer], rec)
 	out := it
 	out.Metadata = cloneMap(it.Metadata)
 	return out
