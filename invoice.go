@@ -406,7 +406,7 @@ func (p *Plans) Price(ctx context.Context, currency string, u Usage) ([]Line, er
 	if p.fallback == "" {
 		return nil, fmt.Errorf("%w: pricing %q without a subscriber, and no fallback plan", ErrNoPlan, u.Metric.Code)
 	}
-	return namedPlan{p.fallback, p.plans[p.fallback]}.Price(ctx, currency, u)
+	return namedPlan{p.fallback, p.plans[p.fallback], p}.Price(ctx, currency, u)
 }
 
 // PlanFor implements [PlanSelector].
@@ -418,16 +418,39 @@ func (p *Plans) PlanFor(_ context.Context, s Subscriber) (Pricer, error) {
 	if name == "" {
 		return nil, fmt.Errorf("%w: customer %s", ErrNoPlan, quote(s.Customer))
 	}
-	return namedPlan{name, p.plans[name]}, nil
+	return namedPlan{name, p.plans[name], p}, nil
 }
 
-// namedPlan prices with a plan and records its name with its prices' fingerprint.
+// Named returns the pricer of the named plan, nil if there is none such.
+func (p *Plans) named(name string) Pricer {
+	if plan, ok := p.plans[name]; ok {
+		return namedPlan{name, plan, p}
+	}
+	return nil
+}
+
+// namedPlan prices with one plan of a Plans and records its name with its prices' fingerprint.
+// Its metrics are all the Plans' metrics, so that a metric the plan does not price is never
+// dropped: no usage of it costs nothing, and usage of it is an error wrapping errNotInPlan (the
+// handler then prices it with the plan that billed it last).
 type namedPlan struct {
 	name string
 	*Plan
+	all *Plans
 }
 
+// errNotInPlan marks usage of a metric the chosen plan does not price.
+var errNotInPlan = errors.New("not in the subscriber's plan")
+
+func (n namedPlan) Metrics() []Metric { return n.all.Metrics() }
+
 func (n namedPlan) Price(ctx context.Context, currency string, u Usage) ([]Line, error) {
+	if _, ok := n.prices[u.Metric.Code]; !ok {
+		if u.Value.IsZero() {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("%w: %s of %q, %w %s", ErrNoPrice, u.Value, u.Metric.Code, errNotInPlan, quote(n.name))
+	}
 	lines, err := n.Plan.Price(ctx, currency, u)
 	for i := range lines {
 		lines[i].Plan = n.name + ":" + lines[i].Plan
@@ -473,7 +496,8 @@ type StripeClient interface {
 	// CreateInvoice creates a draft invoice under an idempotency key (a subscription's final
 	// invoice).
 	CreateInvoice(ctx context.Context, inv NewInvoice, idempotencyKey string) (StripeInvoice, error)
-	// FinalizeInvoice finalizes a draft invoice.
+	// FinalizeInvoice finalizes a draft invoice and turns on its automatic collection
+	// (auto_advance).
 	FinalizeInvoice(ctx context.Context, id string) (StripeInvoice, error)
 	// Subscription retrieves a subscription.
 	Subscription(ctx context.Context, id string) (StripeSubscription, error)
@@ -1534,32 +1558,58 @@ func (h *Handler) billEnd(ctx context.Context, sc StripeClient, sub stripeevent.
 		return &Report{Customer: sub.Customer, Window: Period{Start: inv.PeriodStart, End: ended}, Outcome: OutcomeFailed,
 			Err: fmt.Errorf("meterbill: final invoice of subscription %s: %w", sub.ID, err)}
 	}
-	// A final invoice made by an earlier delivery?
+	// Final invoices made by earlier deliveries: lines go on the one still a draft. If they were
+	// all finalized (by Stripe or by hand) before everything was on them, what is still owed
+	// goes on a new one, the next of the subscription's final invoices.
 	invs, err := retry(ctx, h, func() ([]StripeInvoice, error) {
 		return sc.Invoices(ctx, InvoiceQuery{Customer: sub.Customer, CreatedSince: ended.Add(-24 * time.Hour)})
 	})
 	if err != nil {
 		return failed(err)
 	}
+	finals := 0
 	for _, made := range invs {
-		if made.Metadata[finalKey] == sub.ID {
-			inv.ID, inv.Status = made.ID, made.Status
+		if made.Metadata[finalKey] != sub.ID {
+			continue
+		}
+		finals++
+		if made.Status == "draft" {
+			inv.ID = made.ID
 		}
 	}
-	switch {
-	case inv.ID == "":
-		how.makeInvoice = func() (StripeInvoice, error) {
-			return retry(ctx, h, func() (StripeInvoice, error) {
-				return sc.CreateInvoice(ctx, NewInvoice{Customer: sub.Customer, Currency: sub.Currency,
-					Description: "Usage up to the end of your subscription", AutoAdvance: h.o.finalInvoice == FinalInvoiceCharge,
-					IncludePending: true, Metadata: map[string]string{finalKey: sub.ID}}, "meterbill-final-"+sub.ID)
-			})
-		}
-	case inv.Status != "draft":
-		// Finalized already: a redelivery after the work was done.
-		return &Report{Invoice: inv.ID, Customer: sub.Customer, Window: Period{Start: inv.PeriodStart, End: ended}, Outcome: OutcomeAlreadyBilled}
+	key := "meterbill-final-" + sub.ID
+	if finals > 0 {
+		key += "-" + strconv.Itoa(finals+1)
+	}
+	// Made with auto_advance off, so that Stripe never finalizes it before its lines are on.
+	makeInvoice := func() (StripeInvoice, error) {
+		return retry(ctx, h, func() (StripeInvoice, error) {
+			return sc.CreateInvoice(ctx, NewInvoice{Customer: sub.Customer, Currency: sub.Currency,
+				Description: "Usage up to the end of your subscription", IncludePending: true,
+				Metadata: map[string]string{finalKey: sub.ID}}, key)
+		})
+	}
+	if inv.ID == "" {
+		how.makeInvoice = makeInvoice
 	}
 	rep := h.billWith(ctx, sc, inv, how)
+	if rep.Err == nil && rep.Invoice == "" {
+		// Nothing new is owed; pending items (usage of an invoice that arrived finalized, say)
+		// would wait for an invoice that never comes: they go on the final invoice too.
+		items, err := retry(ctx, h, func() ([]InvoiceItem, error) {
+			return sc.InvoiceItems(ctx, sub.Customer, ledgerSince(inv, nil, h.o.lookback))
+		})
+		if err != nil {
+			return failed(err)
+		}
+		if slices.ContainsFunc(items, func(it InvoiceItem) bool { return it.Invoice == "" && it.Currency == sub.Currency }) {
+			made, err := makeInvoice()
+			if err != nil {
+				return failed(err)
+			}
+			rep.Invoice, rep.Outcome = made.ID, OutcomeBilled
+		}
+	}
 	if rep.Err != nil || rep.Invoice == "" || h.o.finalInvoice != FinalInvoiceCharge {
 		return rep
 	}
@@ -1600,7 +1650,7 @@ func ledgerEntries(items []InvoiceItem, account uint64) ([]ledger.Entry, error) 
 			return nil, fmt.Errorf("invoice item %s: %w", it.ID, err)
 		}
 		if ours && e.Account == account {
-			e.Amount = it.Amount
+			e.Amount, e.OnInvoice = it.Amount, it.Invoice
 			out = append(out, e)
 		}
 	}
@@ -1613,6 +1663,13 @@ func ledgerEntries(items []InvoiceItem, account uint64) ([]ledger.Entry, error) 
 func (h *Handler) plan(ctx context.Context, sc StripeClient, pricer Pricer, inv StripeInvoice, acct uint64, entries []ledger.Entry, start *usageStart, rebill *StripeInvoice, how handling) ([]billing.Action, int, error) {
 	metrics := pricer.Metrics()
 	w := &world{ctx: ctx, h: h, sc: sc, pricer: pricer, inv: inv, currency: inv.Currency, acct: acct, start: start, metrics: make(map[string]Metric, len(metrics))}
+	w.lastPlan = map[string]string{}
+	latest := map[string]time.Time{}
+	for _, e := range entries {
+		if name, _, ok := strings.Cut(e.Plan, ":"); ok && !e.To.Before(latest[e.Metric]) {
+			w.lastPlan[e.Metric], latest[e.Metric] = name, e.To
+		}
+	}
 	planned := make([]billing.Metric, len(metrics))
 	for i, m := range metrics {
 		w.metrics[m.Code] = m
@@ -1644,6 +1701,7 @@ type world struct {
 	h        *Handler
 	sc       StripeClient
 	pricer   Pricer
+	lastPlan map[string]string // by metric: the name of the plan of its latest run, as the ledger records it
 	inv      StripeInvoice
 	currency string
 	acct     uint64
@@ -1659,7 +1717,17 @@ func (w *world) Usage(m billing.Metric, runs []ledger.Run) (fixed.Micros, error)
 }
 
 func (w *world) Price(m billing.Metric, from, to time.Time, q fixed.Micros) ([]billing.Line, error) {
-	lines, err := w.h.price(w.ctx, w.pricer, w.currency, Usage{Account: w.acct, Metric: w.metrics[m.Code], Window: Period{Start: from, End: to}, Value: Value{q}})
+	u := Usage{Account: w.acct, Metric: w.metrics[m.Code], Window: Period{Start: from, End: to}, Value: Value{q}}
+	lines, err := w.h.price(w.ctx, w.pricer, w.currency, u)
+	if errors.Is(err, errNotInPlan) {
+		// The subscriber's plan does not price this metric (it changed plans): its usage is
+		// priced by the plan that billed the metric last, never dropped.
+		if plans, ok := w.h.pricer.(*Plans); ok && w.lastPlan[m.Code] != "" {
+			if prev := plans.named(w.lastPlan[m.Code]); prev != nil {
+				lines, err = w.h.price(w.ctx, prev, w.currency, u)
+			}
+		}
+	}
 	if err != nil {
 		return nil, err
 	}

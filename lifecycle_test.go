@@ -300,6 +300,7 @@ func TestSubscriptionEndBillsTheLastPeriod(t *testing.T) {
 				}
 			}
 			before := len(b.reports)
+			b.stripe.AdvanceTo(tt.ended) // the redelivery finds the final invoice by listing the customer's recent ones
 			payload := subscriptionDeleted(t, "sub_cus_a", "cus_a", 42, tt.period[0], tt.period[1], tt.ended)
 			for range 2 { // and a redelivery, which makes no second invoice
 				if got := b.post(t, payload); got != 200 {

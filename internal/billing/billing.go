@@ -129,19 +129,28 @@ type Action struct {
 	// Run is every line of the run, as priced; recorded on each of its items so that any later
 	// handling can finish the run at these prices. nil for adjustments.
 	Run []ledger.Line
+	// Rebill is the voided invoice whose usage this line bills again, or "": its lines get keys
+	// of their own, never those of the voided invoice's lines.
+	Rebill string
 }
 
 // Key returns the action's idempotency key (see ledger.Key, ledger.StackedKey and
 // ledger.AdjustmentKey). A line has the same key whether it goes on an invoice or becomes a
 // pending item, so two handlings that bill the same run in different ways meet on one key.
 func (a Action) Key(customer string, account uint64, gen int) string {
+	var key string
 	switch {
 	case a.Base != nil:
-		return ledger.AdjustmentKey(customer, account, a.Metric.Code, a.From, a.To, a.Base.String(), gen)
+		key = ledger.AdjustmentKey(customer, account, a.Metric.Code, a.From, a.To, a.Base.String(), gen)
 	case a.Offset != nil:
-		return ledger.StackedKey(customer, account, a.Metric.Code, a.From, a.To, a.Line.Tier, a.Offset.String(), gen)
+		key = ledger.StackedKey(customer, account, a.Metric.Code, a.From, a.To, a.Line.Tier, a.Offset.String(), gen)
+	default:
+		key = ledger.Key(customer, account, a.Metric.Code, a.From, a.To, a.Line.Tier, gen)
 	}
-	return ledger.Key(customer, account, a.Metric.Code, a.From, a.To, a.Line.Tier, gen)
+	if a.Rebill != "" {
+		key = ledger.RebillKey(key, a.Rebill)
+	}
+	return key
 }
 
 // Plan returns the lines still to create for inv, and how many of its lines already exist.
@@ -156,6 +165,8 @@ func Plan(inv Invoice, metrics []Metric, entries []ledger.Entry, w World, lookba
 		for _, e := range entries {
 			switch {
 			case e.Metric != m.Code:
+			case inv.Rebill != nil && e.OnInvoice == inv.Rebill.ID:
+				// On the voided invoice being billed again: waived, so it bills nothing here.
 			case e.IsAdjustment():
 				adjustments = append(adjustments, e)
 			default:
@@ -213,15 +224,41 @@ type planner struct {
 	stacked []ledger.Entry
 }
 
+// waivedRun reports whether every item of a run is on a voided invoice (one not being re-billed
+// here): its usage is waived, so it is neither finished nor adjusted for late usage. The world is
+// asked which invoices are void only when such a run would get a line.
+func (p *planner) waivedRun(run []ledger.Entry) (bool, error) {
+	if err := p.listVoided(); err != nil {
+		return false, err
+	}
+	for _, e := range run {
+		if e.OnInvoice == "" || !slices.ContainsFunc(p.voided, func(v Voided) bool { return v.ID == e.OnInvoice }) ||
+			(p.inv.Rebill != nil && e.OnInvoice == p.inv.Rebill.ID) {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// listVoided asks the world once for the subscription's voided invoices since before the
+// horizon.
+func (p *planner) listVoided() error {
+	if p.listed {
+		return nil
+	}
+	v, err := p.w.Voided(p.horizon().Add(-(p.inv.End.Sub(p.inv.Start) + 24*time.Hour)))
+	if err != nil {
+		return err
+	}
+	p.voided, p.listed = v, true
+	return nil
+}
+
 // waived returns the ranges of m's buckets inside voided invoices' windows, in Unix
 // nanoseconds, asking the world once.
 func (p *planner) waived(m Metric) ([][2]int64, error) {
-	if !p.listed {
-		v, err := p.w.Voided(p.horizon().Add(-(p.inv.End.Sub(p.inv.Start) + 24*time.Hour)))
-		if err != nil {
-			return nil, err
-		}
-		p.voided, p.listed = v, true
+	if err := p.listVoided(); err != nil {
+		return nil, err
 	}
 	var out [][2]int64
 	for _, v := range p.voided {
@@ -494,10 +531,8 @@ func (p *planner) planRebill(m Metric, usage, adjustments []ledger.Entry) ([]Act
 	if !ok {
 		return nil, nil
 	}
-	live := func(es []ledger.Entry) []ledger.Entry {
-		return slices.DeleteFunc(slices.Clone(es), func(e ledger.Entry) bool { return e.Invoice == v.ID })
-	}
-	usage, adjustments = live(usage), live(adjustments)
+	// Plan left out the items on the voided invoice; items made for it that are pending (its
+	// usage billed as pending items before it was voided) still bill it, on the next invoice.
 	var covered [][2]int64
 	for _, e := range usage {
 		covered = append(covered, e.Covered()...)
@@ -506,7 +541,7 @@ func (p *planner) planRebill(m Metric, usage, adjustments []ledger.Entry) ([]Act
 	// as the earlier period it is.
 	todo, err := p.priceOwed(m, run, usage, adjustments, covered, false)
 	for i := range todo {
-		todo[i].CatchUp = true
+		todo[i].CatchUp, todo[i].Rebill = true, v.ID
 	}
 	return todo, err
 }
@@ -568,6 +603,14 @@ func (p *planner) planCompletion(m Metric, usage []ledger.Entry) ([]Action, erro
 				}
 			}
 		}
+		if len(lines) > 0 && !own {
+			if waived, err := p.waivedRun(run); err != nil || waived {
+				if err != nil {
+					return nil, err
+				}
+				continue
+			}
+		}
 		var offset *fixed.Micros
 		if e.Base != "" { // a run priced on top of others in its period
 			o, err := parse(e.Base, "base")
@@ -602,6 +645,11 @@ func (p *planner) planLate(m Metric, usage, adjustments []ledger.Entry) ([]Actio
 			slices.ContainsFunc(p.stacked, func(s ledger.Entry) bool { return s.Metric == e.Metric && s.SameRun(e) }) {
 			continue
 		}
+		if e.Subscription != "" && p.inv.Subscription != "" && e.Subscription != p.inv.Subscription {
+			// Another subscription's run (one that ended, the customer's before this one): usage
+			// counted in its buckets since may be from between the two, which nobody owes.
+			continue
+		}
 		billed, err := billedQuantity(e, usage, adjustments)
 		if err != nil {
 			return nil, err
@@ -623,6 +671,12 @@ func (p *planner) planLate(m Metric, usage, adjustments []ledger.Entry) ([]Actio
 		}
 		if amountNow <= amountBefore {
 			continue
+		}
+		if waived, err := p.waivedRun(run); err != nil || waived {
+			if err != nil {
+				return nil, err
+			}
+			continue // a voided month's late usage is waived with it
 		}
 		diff, _ := now.Sub(billed)
 		base := billed

@@ -110,8 +110,10 @@ type Entry struct {
 	// Lines are all the lines of the item's run, as priced; nil for adjustments and for items
 	// written before the record existed.
 	Lines []Line
-	// Amount is the item's amount. It is not in the metadata: the reader of the item sets it.
-	Amount int64
+	// Amount and OnInvoice are the item's amount and the invoice it is on now ("" while
+	// pending). They are not in the metadata: the reader of the item sets them.
+	Amount    int64
+	OnInvoice string
 }
 
 // Line is one line of a run, as recorded.
@@ -395,6 +397,12 @@ func Key(customer string, account uint64, metric string, from, to time.Time, tie
 // key of a run priced alone.
 func StackedKey(customer string, account uint64, metric string, from, to time.Time, tier int, base string, gen int) string {
 	return Key(customer, account, metric, from, to, tier, gen) + fmt.Sprintf("-on%x", fnv64(base))
+}
+
+// RebillKey derives from a line's key the key of the same line billed again after the invoice
+// it was on (voided) was re-billed: never the voided line's own key.
+func RebillKey(key, voided string) string {
+	return key + fmt.Sprintf("-rb%x", fnv64(voided))
 }
 
 // AdjustmentKey returns the idempotency key of a late-usage adjustment of one run: deterministic

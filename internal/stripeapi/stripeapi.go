@@ -231,9 +231,9 @@ func (c *Client) CreateInvoice(ctx context.Context, n NewInvoice, key string) (I
 	return invoiceOf(inv), nil
 }
 
-// FinalizeInvoice finalizes a draft invoice.
+// FinalizeInvoice finalizes a draft invoice, with automatic collection on.
 func (c *Client) FinalizeInvoice(ctx context.Context, id string) (Invoice, error) {
-	inv, err := c.sc.V1Invoices.FinalizeInvoice(ctx, id, nil)
+	inv, err := c.sc.V1Invoices.FinalizeInvoice(ctx, id, &stripe.InvoiceFinalizeInvoiceParams{AutoAdvance: stripe.Bool(true)})
 	if err != nil {
 		return Invoice{}, wrap("finalize invoice", err)
 	}
