@@ -1371,8 +1371,7 @@ func (h *Handler) billWith(ctx context.Context, sc StripeClient, inv StripeInvoi
 
 	start := &usageStart{h: h, sc: sc, inv: inv}
 	since := ledgerSince(inv, rebill, h.o.lookback)
-	gens := map[string]int{} // idempotency key generation per line, moved on after Stripe stored a failure
-	freshFailures := 0       // 5xx answers to keys not used before, in this handling
+	w := &writes{gens: map[string]int{}}
 	refused := map[string]bool{}
 	ownRefused := 0 // refused lines of the invoice's own window
 	for round := 1; ; round++ {
@@ -1416,34 +1415,30 @@ func (h *Handler) billWith(ctx context.Context, sc StripeClient, inv StripeInvoi
 			}
 			inv.ID, inv.Status, rep.Invoice = made.ID, made.Status, made.ID
 		}
-		reread := false
-		for _, a := range todo {
-			var err error
-			reread, err = h.create(ctx, sc, inv, acct, a, &pending, gens, &freshFailures, rep)
-			var ref *refusal
-			switch {
-			case errors.Is(err, errVoided):
-				rep.Outcome = OutcomeVoid // waived: lines created before the void stay on it
-				return rep
-			case errors.Is(err, errDeleted):
-				rep.Outcome = OutcomeDeleted
-				return rep
-			case errors.As(err, &ref):
-				// Refused for good: bill everything else, and say so loudly.
-				refused[a.Key(inv.Customer, acct, 1)] = true
-				if !a.CatchUp && a.Base == nil {
-					ownRefused++
-				}
-				rep.Refused = append(rep.Refused, RefusedLine{Item: ref.item, Err: ref.err})
-				h.o.logger.Error("meterbill: invoice line refused; its usage is not billed", "invoice", inv.ID,
-					"customer", inv.Customer, "account", acct, "metric", a.Metric.Code, "from", a.From, "to", a.To,
-					"amount", a.Line.Amount, "err", ref.err)
-			case err != nil:
-				return fail(err)
+		w.pending = pending
+		reread, err := h.createAll(ctx, sc, inv, acct, todo, w, func(a billing.Action, ref *refusal) {
+			// Refused for good: bill everything else, and say so loudly.
+			refused[a.Key(inv.Customer, acct, 1)] = true
+			if !a.CatchUp && a.Base == nil {
+				ownRefused++
 			}
-			if reread {
-				break
-			}
+			rep.Refused = append(rep.Refused, RefusedLine{Item: ref.item, Err: ref.err})
+			h.o.logger.Error("meterbill: invoice line refused; its usage is not billed", "invoice", inv.ID,
+				"customer", inv.Customer, "account", acct, "metric", a.Metric.Code, "from", a.From, "to", a.To,
+				"amount", a.Line.Amount, "err", ref.err)
+		})
+		pending = w.pending
+		rep.Created = append(rep.Created, w.created...)
+		w.created = nil
+		switch {
+		case errors.Is(err, errVoided):
+			rep.Outcome = OutcomeVoid // waived: lines created before the void stay on it
+			return rep
+		case errors.Is(err, errDeleted):
+			rep.Outcome = OutcomeDeleted
+			return rep
+		case err != nil:
+			return fail(err)
 		}
 		if !reread && ownRefused == 0 { // every line created: no need to read the ledger again
 			rep.Outcome = OutcomeBilled
@@ -1465,19 +1460,20 @@ func (h *Handler) billWith(ctx context.Context, sc StripeClient, inv StripeInvoi
 // reread when the ledger must be read again before going on: Stripe answered a fresh 5xx (it
 // may have created the item), or refused the key's parameters (another delivery created it
 // with other ones), or the invoice was finalized meanwhile (*pending is then set).
-func (h *Handler) create(ctx context.Context, sc StripeClient, inv StripeInvoice, acct uint64, a billing.Action, pending *bool, gens map[string]int, fresh *int, rep *Report) (reread bool, err error) {
+func (h *Handler) create(ctx context.Context, sc StripeClient, inv StripeInvoice, acct uint64, a billing.Action, w *writes) (reread bool, err error) {
 	base := a.Key(inv.Customer, acct, 1)
 	if a.Line.Amount > MaxItemAmount || a.Line.Amount < -MaxItemAmount {
-		item, _ := h.item(inv, acct, a, *pending)
+		item, _ := h.item(inv, acct, a, w.isPending())
 		return false, &refusal{item: item,
 			err: fmt.Errorf("%w: %d minor units of %s, the limit is %d", ErrAmountOverLimit, a.Line.Amount, a.Metric.Code, MaxItemAmount)}
 	}
 	for {
-		item, err := h.item(inv, acct, a, *pending)
+		pending := w.isPending()
+		item, err := h.item(inv, acct, a, pending)
 		if err != nil {
 			return false, &refusal{item: item, err: fmt.Errorf("%w: %w", ErrLineRefused, err)}
 		}
-		key := a.Key(inv.Customer, acct, max(gens[base], 1))
+		key := a.Key(inv.Customer, acct, w.gen(base))
 		created, err := retry(ctx, h, func() (InvoiceItem, error) {
 			it, err := sc.CreateInvoiceItem(ctx, item, key)
 			var se *StripeError
@@ -1492,7 +1488,7 @@ func (h *Handler) create(ctx context.Context, sc StripeClient, inv StripeInvoice
 		var stop *stopRetry
 		switch {
 		case err == nil:
-			rep.Created = append(rep.Created, created)
+			w.add(created)
 			return false, nil
 		case errors.As(err, &stop) && errors.As(err, &se) && se.Replayed:
 			// A failure an earlier attempt stored under this key. The key is spent, but that
@@ -1500,21 +1496,21 @@ func (h *Handler) create(ctx context.Context, sc StripeClient, inv StripeInvoice
 			// handling's ledger read): read the ledger again, then the next key. Every handling
 			// walks the same sequence of keys, so concurrent ones meet; a replay provoked no new
 			// failure, so it does not count against this handling's budget of fresh ones.
-			gens[base] = max(gens[base], 1) + 1
+			w.next(base)
 			return true, nil
 		case errors.As(err, &stop):
 			// A fresh 5xx: the item may exist despite it. Read the ledger, then a fresh key.
-			if *fresh++; *fresh > maxFreshFailures {
-				return false, fmt.Errorf("stripe failed %d times in a row under fresh keys: %w", *fresh, err)
+			if n := w.failedFresh(); n > maxFreshFailures {
+				return false, fmt.Errorf("stripe failed %d times under fresh keys: %w", n, err)
 			}
-			gens[base] = max(gens[base], 1) + 1
+			w.next(base)
 			return true, nil
 		case errors.As(err, &se) && se.Type == "idempotency_error":
 			// The key was used with other parameters (usage changed between two concurrent
 			// deliveries, or one made it a pending item): the ledger says what exists.
-			gens[base] = max(gens[base], 1) + 1
+			w.next(base)
 			return true, nil
-		case errors.As(err, &se) && se.Status >= 400 && se.Status < 500 && !*pending:
+		case errors.As(err, &se) && se.Status >= 400 && se.Status < 500 && !pending:
 			// Perhaps the invoice was finalized while we worked: then the lines go to the
 			// customer's next invoice as pending items, never lost.
 			cur, gerr := retry(ctx, h, func() (StripeInvoice, error) { return sc.Invoice(ctx, inv.ID) })
@@ -1529,7 +1525,7 @@ func (h *Handler) create(ctx context.Context, sc StripeClient, inv StripeInvoice
 			case cur.Status == "void":
 				return false, errVoided // never pending items for a voided invoice
 			}
-			*pending = true
+			w.setPending()
 			return true, nil
 		case errors.As(err, &se) && se.Status >= 400 && se.Status < 500 && se.Status != http.StatusTooManyRequests:
 			return false, &refusal{item: item, err: err}
@@ -1537,6 +1533,94 @@ func (h *Handler) create(ctx context.Context, sc StripeClient, inv StripeInvoice
 			return false, err
 		}
 	}
+}
+
+// maxParallelRuns bounds the runs one handling creates at once: a few, so that an invoice with
+// many lines finishes well within its deadline at Stripe's latencies, while the process's Stripe
+// budget (WithStripeRateLimit) stays the limit that counts.
+const maxParallelRuns = 4
+
+// writes is what the creates of one handling share: they run concurrently, a run each.
+type writes struct {
+	mu      sync.Mutex
+	pending bool           // lines go on as pending items
+	gens    map[string]int // idempotency key generation per line, moved on after Stripe stored a failure
+	fresh   int            // 5xx answers to keys not used before
+	created []InvoiceItem
+}
+
+func (w *writes) isPending() bool     { w.mu.Lock(); defer w.mu.Unlock(); return w.pending }
+func (w *writes) setPending()         { w.mu.Lock(); w.pending = true; w.mu.Unlock() }
+func (w *writes) gen(base string) int { w.mu.Lock(); defer w.mu.Unlock(); return max(w.gens[base], 1) }
+func (w *writes) next(base string) {
+	w.mu.Lock()
+	w.gens[base] = max(w.gens[base], 1) + 1
+	w.mu.Unlock()
+}
+func (w *writes) failedFresh() int { w.mu.Lock(); defer w.mu.Unlock(); w.fresh++; return w.fresh }
+func (w *writes) add(created InvoiceItem) {
+	w.mu.Lock()
+	w.created = append(w.created, created)
+	w.mu.Unlock()
+}
+
+// createAll creates planned lines: the lines of one run in order (its first line decides its
+// quantity for any concurrent handling), up to maxParallelRuns runs at once. It returns reread
+// when the ledger must be read again before going on (a run stops at that line), and the first
+// error that stops the handling; refusals go to refused, under a lock.
+func (h *Handler) createAll(ctx context.Context, sc StripeClient, inv StripeInvoice, acct uint64, todo []billing.Action, w *writes,
+	refused func(billing.Action, *refusal)) (reread bool, err error) {
+	var runs [][]billing.Action
+	index := map[string]int{}
+	for _, a := range todo {
+		k := fmt.Sprint(a.Metric.Code, a.From.Unix(), a.To.Unix(), a.Runs, a.Base != nil, a.Rebill)
+		i, ok := index[k]
+		if !ok {
+			i = len(runs)
+			index[k] = i
+			runs = append(runs, nil)
+		}
+		runs[i] = append(runs[i], a)
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, maxParallelRuns)
+	stopped := false
+	for _, run := range runs {
+		wg.Go(func() {
+			slots <- struct{}{}
+			defer func() { <-slots }()
+			for _, a := range run {
+				mu.Lock()
+				stop := stopped
+				mu.Unlock()
+				if stop {
+					return
+				}
+				again, cerr := h.create(ctx, sc, inv, acct, a, w)
+				mu.Lock()
+				var ref *refusal
+				switch {
+				case errors.As(cerr, &ref):
+					refused(a, ref)
+				case cerr != nil:
+					if err == nil {
+						err = cerr
+					}
+					stopped = true
+				}
+				if again {
+					reread = true
+				}
+				mu.Unlock()
+				if again || cerr != nil && ref == nil {
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return reread, err
 }
 
 // finalKey is the metadata key of a final invoice meterbill made: the subscription it ends.

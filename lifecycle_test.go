@@ -12,6 +12,7 @@ import (
 	"maps"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -383,6 +384,9 @@ func TestLinesShowQuantityAndUnitPrice(t *testing.T) {
 		{Desc: "Storage (tier 2): 900", Quantity: "900", Unit: "2"},
 		{Desc: "Storage (tier 3): 240", Quantity: "240", Unit: "1"},
 	}
+	byDesc := func(a, b shown) int { return strings.Compare(a.Desc, b.Desc) }
+	slices.SortFunc(want, byDesc)
+	slices.SortFunc(got, byDesc) // lines of different runs are created concurrently
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("items sent (-want +got):\n%s", diff)
 	}

@@ -25,6 +25,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -434,7 +435,15 @@ func printInvoice(out io.Writer, fake *stripefake.Server, c customer, inv stripe
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "Line\tUsage period\tQuantity\tUnit price\tAmount\t")
 	var total int64
-	for _, it := range fake.InvoiceItems(inv.ID) {
+	items := fake.InvoiceItems(inv.ID)
+	// In the plan's order, tier by tier, as Stripe lists lines by when they were added (meterbill
+	// adds an invoice's runs at once, so that order is not fixed).
+	order := func(it stripefake.Item) string {
+		i := slices.IndexFunc(prices, func(p meterbill.Price) bool { return p.Metric.Code == it.Metadata["meterbill_metric"] })
+		return fmt.Sprintf("%02d %s %03s", i, it.Metadata["meterbill_from"], it.Metadata["meterbill_tier"])
+	}
+	slices.SortFunc(items, func(a, b stripefake.Item) int { return strings.Compare(order(a), order(b)) })
+	for _, it := range items {
 		md := it.Metadata
 		fmt.Fprintf(tw, "%s\t%s – %s\t%s\t%s\t%s\t\n", it.Description,
 			time.Unix(it.PeriodStart, 0).UTC().Format("Jan 2"), time.Unix(it.PeriodEnd, 0).UTC().Format("Jan 2"),
