@@ -320,6 +320,12 @@ type Subscriber struct {
 	Subscription         string
 	SubscriptionMetadata map[string]string
 	PriceIDs             []string
+	// BillingReason is the invoice's: "subscription_update" for the invoice of a plan change,
+	// which bills the part of the period before the change.
+	BillingReason string
+	// LastPlan, for a plan change's invoice, is the name of the plan that billed the customer's
+	// latest run, as the ledger records it (the plan before the change); "" if none or unknown.
+	LastPlan string
 }
 
 // PlanSelector is a [Pricer] that prices each subscriber by a plan of its own. The handler asks
@@ -409,8 +415,13 @@ func (p *Plans) Price(ctx context.Context, currency string, u Usage) ([]Line, er
 	return namedPlan{p.fallback, p.plans[p.fallback], p}.Price(ctx, currency, u)
 }
 
-// PlanFor implements [PlanSelector].
+// PlanFor implements [PlanSelector]. The invoice of a plan change (billing_reason
+// subscription_update) bills the part of the period before the change, at the prices of the plan
+// that billed the customer last, when it is one of these plans: each part at its own prices.
 func (p *Plans) PlanFor(_ context.Context, s Subscriber) (Pricer, error) {
+	if _, ok := p.plans[s.LastPlan]; ok && s.BillingReason == "subscription_update" {
+		return namedPlan{s.LastPlan, p.plans[s.LastPlan], p}, nil
+	}
 	name := p.choose(s)
 	if _, ok := p.plans[name]; !ok {
 		name = p.fallback
@@ -1356,9 +1367,11 @@ func (h *Handler) billWith(ctx context.Context, sc StripeClient, inv StripeInvoi
 		return fail(fmt.Errorf("%w: invoice period %s", ErrInvalidPeriod, rep.Window))
 	}
 	pricer := h.pricer
-	if sel, ok := pricer.(PlanSelector); ok {
-		if pricer, err = sel.PlanFor(ctx, Subscriber{Customer: inv.Customer, Account: acct, Subscription: inv.Subscription,
-			SubscriptionMetadata: inv.SubscriptionMetadata, PriceIDs: inv.PriceIDs}); err != nil {
+	subscriber := Subscriber{Customer: inv.Customer, Account: acct, Subscription: inv.Subscription,
+		SubscriptionMetadata: inv.SubscriptionMetadata, PriceIDs: inv.PriceIDs, BillingReason: inv.BillingReason}
+	sel, selects := pricer.(PlanSelector)
+	if selects {
+		if pricer, err = sel.PlanFor(ctx, subscriber); err != nil {
 			return fail(err)
 		}
 	}
@@ -1385,6 +1398,14 @@ func (h *Handler) billWith(ctx context.Context, sc StripeClient, inv StripeInvoi
 		entries, err := ledgerEntries(items, acct)
 		if err != nil {
 			return fail(err)
+		}
+		if selects && inv.BillingReason == "subscription_update" && round == 1 {
+			// A plan change's invoice bills the part of the period before the change: the
+			// selector may want the plan that billed the customer last (the ledger says which).
+			subscriber.LastPlan = lastPlan(entries)
+			if pricer, err = sel.PlanFor(ctx, subscriber); err != nil {
+				return fail(err)
+			}
 		}
 		todo, existing, err := h.plan(ctx, sc, pricer, inv, acct, entries, start, rebill, how)
 		if err != nil {
@@ -1776,6 +1797,18 @@ func (h *Handler) plan(ctx context.Context, sc StripeClient, pricer Pricer, inv 
 		err = fmt.Errorf("%w: %w", ErrAmountOverflow, err)
 	}
 	return todo, existing, err
+}
+
+// lastPlan is the name of the plan that billed the latest run of the ledger ("" if none).
+func lastPlan(entries []ledger.Entry) string {
+	var name string
+	var to time.Time
+	for _, e := range entries {
+		if n, _, ok := strings.Cut(e.Plan, ":"); ok && !e.To.Before(to) {
+			name, to = n, e.To
+		}
+	}
+	return name
 }
 
 // world is what the planner asks of one handling: the account's usage, the pricer's lines in the

@@ -546,3 +546,55 @@ func TestMaxConcurrentInvoicesAnswers503WhenFull(t *testing.T) {
 		t.Errorf("the second's redelivery: %d, items %d", got, len(b.stripe.Items("cus_b")))
 	}
 }
+
+// TestPlanChangeBillsEachPartAtItsOwnPrices: a customer on "pro" moves to "basic" on March 15.
+// Stripe's invoice for the change (billing_reason subscription_update) bills March 1-14, and
+// carries the subscription's metadata as it is after the change ("basic"); those days were used
+// under pro, so they are priced by pro, the plan that billed the customer last. The renewal bills
+// March 15-31 at basic's prices. (A calendar month cannot be split: March's requests are billed
+// whole by the renewal, at basic's.)
+func TestPlanChangeBillsEachPartAtItsOwnPrices(t *testing.T) {
+	pro, err := meterbill.NewPlan(billPlan...) // storage: 100 free, 2¢ to 1000, then 1¢
+	if err != nil {
+		t.Fatal(err)
+	}
+	basic, err := meterbill.NewPlan(billPlan[0], meterbill.Price{Metric: gbDays, Description: "Storage (basic)", Currencies: map[string][]meterbill.Tier{"usd": {{Unit: "5"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plans, err := meterbill.PlansByMetadata("plan", map[string]*meterbill.Plan{"basic": basic, "pro": pro}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newPricedBridge(t, plans)
+	if err := b.meter.Define(context.Background(), gbDays); err != nil {
+		t.Fatal(err)
+	}
+	b.record(t, 42, date(2026, 2, 1), date(2026, 4, 1), 10, "40")
+	invoice := func(id string, start, end time.Time, reason, plan string) {
+		inv := b.invoice(id, "cus_a", 42, "draft", start, end)
+		inv.SubscriptionMetadata = map[string]string{"meter_account": "42", "plan": plan}
+		b.stripe.AddInvoice(inv)
+		b.deliverAs(t, inv, reason)
+	}
+	invoice("in_feb", date(2026, 2, 1), date(2026, 3, 1), "subscription_cycle", "pro")
+	invoice("in_change", date(2026, 3, 1), date(2026, 3, 15), "subscription_update", "basic")
+	invoice("in_mar", date(2026, 3, 15), date(2026, 4, 1), "subscription_cycle", "basic")
+	var got []itemView
+	for _, it := range b.stripe.Items("cus_a") {
+		if it.Invoice != "in_feb" {
+			got = append(got, view([]stripefake.Item{it})...)
+		}
+	}
+	want := []itemView{
+		// March 1-14 at pro's prices: 560 GB-days, 100 free, 460 at 2¢.
+		{Invoice: "in_change", Desc: "Storage (tier 1): 100", Amount: 0, From: "2026-03-01", To: "2026-03-15", Tier: "1"},
+		{Invoice: "in_change", Desc: "Storage (tier 2): 460", Amount: 920, From: "2026-03-01", To: "2026-03-15", Tier: "2"},
+		// March 15-31 at basic's: 680 GB-days at 5¢; March's requests whole, at basic's.
+		{Invoice: "in_mar", Desc: "Requests: 310", Amount: 31, From: "2026-03-01", To: "2026-04-01", Tier: "0"},
+		{Invoice: "in_mar", Desc: "Storage (basic): 680", Amount: 3400, From: "2026-03-15", To: "2026-04-01", Tier: "0"},
+	}
+	if diff := cmp.Diff(sortViews(want), sortViews(got)); diff != "" {
+		t.Errorf("March's items (-want +got):\n%s", diff)
+	}
+}
