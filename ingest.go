@@ -61,6 +61,7 @@ type Recorder struct {
 	scratch []Event // deliver's partition-ordered copy; the flusher goroutine's alone
 
 	enqueued, delivered, duplicates, retried, rejected, failed, unconfirmed atomic.Uint64
+	inflight                                                                atomic.Int64 // requests in the middleware
 
 	closeOnce sync.Once
 	closeErr  error
@@ -122,6 +123,31 @@ const laneCount = 1000
 //
 // The recorder keeps e until it is delivered; Record copies its Properties.
 func (r *Recorder) Record(ctx context.Context, e Event) error {
+	return r.record(ctx, e, r.block, true)
+}
+
+// recordWithin records like Record, but waits at most wait for room in a full queue, whatever
+// the recorder's policy: the middleware's bound on a request. A request that finds no room is
+// handed to the delivery-error handler, so its usage is never dropped silently.
+func (r *Recorder) recordWithin(e Event, wait time.Duration) error {
+	err := r.record(context.Background(), e, false, wait == 0) // no room at once is not yet a rejection
+	if errors.Is(err, ErrQueueFull) && wait > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		err = r.record(ctx, e, true, true)
+		cancel()
+		if errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("%w: no room within %s", ErrQueueFull, wait)
+		}
+	}
+	if err != nil && (errors.Is(err, ErrQueueFull) || errors.Is(err, ErrClosed)) && r.o.deliveryErr != nil {
+		r.o.deliveryErr(err, []Event{e})
+	}
+	return err
+}
+
+// record validates, stamps and queues e, waiting for room if block; a full queue counts as a
+// rejection only if countFull.
+func (r *Recorder) record(ctx context.Context, e Event, block, countFull bool) error {
 	if e.Time.IsZero() {
 		e.Time = r.stamp()
 	}
@@ -139,8 +165,10 @@ func (r *Recorder) Record(ctx context.Context, e Event) error {
 	if len(e.Properties) > 0 {
 		e.Properties = slices.Clone(e.Properties)
 	}
-	if err := r.q.Put(ctx, e, r.block); err != nil {
-		r.reject()
+	if err := r.q.Put(ctx, e, block); err != nil {
+		if countFull || !errors.Is(err, batch.ErrFull) {
+			r.reject()
+		}
 		switch {
 		case errors.Is(err, batch.ErrFull):
 			return ErrQueueFull
@@ -205,6 +233,16 @@ func (r *Recorder) Flush(ctx context.Context) error {
 // return the first call's result.
 func (r *Recorder) Close(ctx context.Context) error {
 	r.closeOnce.Do(func() {
+		// Requests still in the middleware (a hijacked connection, which http.Server.Shutdown
+		// does not wait for) record their usage when they return: wait for them first.
+		for r.inflight.Load() > 0 && ctx.Err() == nil {
+			t := time.NewTimer(2 * time.Millisecond)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+			}
+			t.Stop()
+		}
 		err := r.q.Close(ctx)
 		total, failed, unconfirmed := r.enqueued.Load(), r.failed.Load(), r.unconfirmed.Load()
 		var ce closeError
@@ -265,6 +303,7 @@ func (r *Recorder) deliver(ctx context.Context, snapshot [][]Event) {
 		n += len(chunk)
 	}
 	count(r.o.observer, EventsRecorded, n) // every accepted event passes here exactly once
+	r.o.observer.Observe(Measurement{Kind: QueueDepth, N: r.q.Depth()})
 	for p := 1; p < len(counts); p++ {
 		counts[p] += counts[p-1]
 	}
@@ -481,7 +520,7 @@ func NewMiddleware(rec *Recorder, metric string, account func(*http.Request) (ui
 	if err != nil {
 		return nil, err
 	}
-	countIf, value := o.countIf, o.defaultValue
+	countIf, value, wait := o.countIf, o.defaultValue, o.queueWait
 	if countIf == nil {
 		countIf = func(status int) bool { return status < 400 }
 	}
@@ -492,6 +531,8 @@ func NewMiddleware(rec *Recorder, metric string, account func(*http.Request) (ui
 				next.ServeHTTP(w, r)
 				return
 			}
+			rec.inflight.Add(1) // Close waits for it, hijacked or not
+			defer rec.inflight.Add(-1)
 			u := &usage{Context: r.Context(), metric: metric, value: value, status: http.StatusOK}
 			u.hooks.WriteHeader = u.hook
 			next.ServeHTTP(httpsnoop.Wrap(w, u.hooks), r.WithContext(u))
@@ -502,9 +543,9 @@ func NewMiddleware(rec *Recorder, metric string, account func(*http.Request) (ui
 			if !record {
 				return
 			}
-			// Detached from the client's cancellation: Record uses its context only to stop
-			// waiting for room, and a departed client must not lose the request's usage.
-			if err := rec.Record(context.Background(), e); err != nil {
+			// Never tied to the client's cancellation (a departed client must not lose the
+			// request's usage), and never holding the response for longer than WithQueueWait.
+			if err := rec.recordWithin(e, wait); err != nil {
 				o.logger.Warn("meterbill: request usage not recorded", "metric", e.Metric, "account", acct, "err", err)
 			}
 		})

@@ -435,7 +435,8 @@ func TestMiddleware(t *testing.T) {
 }
 
 // TestMiddlewareKeepsOptionalInterfaces: a flush and a hijack through the middleware work, over
-// a real connection, and the request is still recorded.
+// a real connection, and the request is still recorded, even though the server's Close does
+// not wait for the hijacked connection: Recorder.Close waits for it.
 func TestMiddlewareKeepsOptionalInterfaces(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	m := meterbill.NewMemoryMeter()
@@ -462,17 +463,9 @@ func TestMiddlewareKeepsOptionalInterfaces(t *testing.T) {
 		_ = buf.Flush()
 	})
 	// http.Server.Shutdown and httptest.Server.Close do not wait for hijacked connections, so the
-	// middleware may still be recording the upgrade when they return: wait for it here. (Close
-	// waiting for in-flight requests by itself is an open issue; until then this keeps the test
-	// deterministic.)
-	upgraded := make(chan struct{})
-	metered := mw(mux)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		metered.ServeHTTP(w, r)
-		if r.URL.Path == "/upgrade" {
-			close(upgraded)
-		}
-	}))
+	// middleware may still be in the upgrade's handler when they return: Recorder.Close waits
+	// for the requests in the middleware, and records the upgrade.
+	srv := httptest.NewServer(mw(mux))
 	defer srv.Close()
 
 	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/stream", nil)
@@ -499,11 +492,6 @@ func TestMiddlewareKeepsOptionalInterfaces(t *testing.T) {
 	}
 	srv.Client().CloseIdleConnections()
 	srv.Close()
-	select {
-	case <-upgraded:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the upgrade request never returned through the middleware")
-	}
 	if err := rec.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -523,5 +511,88 @@ func TestNewMiddlewareRejects(t *testing.T) {
 	}
 	if _, err := meterbill.NewMiddleware(rec, calls.Code, meterbill.AccountFromHeader("X"), meterbill.WithBatchSize(3)); err == nil {
 		t.Error("a recorder option accepted by the middleware")
+	}
+}
+
+// blockedMeter holds every Ingest until release is closed: a meter outage.
+type blockedMeter struct {
+	meterbill.Meter
+	release chan struct{}
+}
+
+func (m blockedMeter) Ingest(ctx context.Context, es []meterbill.Event) (meterbill.IngestResult, error) {
+	select {
+	case <-m.release:
+	case <-ctx.Done():
+		return meterbill.IngestResult{}, ctx.Err()
+	}
+	return m.Meter.Ingest(ctx, es)
+}
+
+// TestMiddlewareNeverHoldsAResponseForTheQueue: during a meter outage the recorder's queue
+// fills up; a request through the middleware then waits at most WithQueueWait for room, and its
+// usage is rejected, counted and handed to the delivery-error handler, never dropped silently.
+// The queue's depth is reported to the Observer so that the outage can be alerted on.
+func TestMiddlewareNeverHoldsAResponseForTheQueue(t *testing.T) {
+	m := meterbill.NewMemoryMeter()
+	stuck := blockedMeter{Meter: m, release: make(chan struct{})}
+	var mu sync.Mutex
+	var handed []meterbill.Event
+	var handedErr error
+	obs := newRecordingObserver()
+	rec, err := meterbill.NewRecorder(context.Background(), stuck, []meterbill.Metric{calls},
+		meterbill.WithBatchSize(2), meterbill.WithQueueSize(4), meterbill.WithFlushInterval(time.Millisecond), meterbill.WithObserver(obs),
+		meterbill.WithDeliveryErrorHandler(func(err error, es []meterbill.Event) {
+			mu.Lock()
+			handed, handedErr = append(handed, es...), err
+			mu.Unlock()
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mw, err := meterbill.NewMiddleware(rec, calls.Code, meterbill.AccountFromHeader("X-Account"), meterbill.WithQueueWait(20*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := mw(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) }))
+	serve := func() {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.Header.Set("X-Account", "7")
+		h.ServeHTTP(httptest.NewRecorder(), r)
+	}
+	// The flusher takes a batch and is stuck delivering it; two more fill the queue of four.
+	for range 2 {
+		serve()
+	}
+	waitRecorder(t, rec, "the flusher to take the first batch", func(s meterbill.RecorderStats) bool { return s.QueueDepth == 2 && s.Enqueued == 2 })
+	for range 2 {
+		serve()
+	}
+	done := make(chan struct{})
+	go func() { serve(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a request through the middleware hung on the full queue")
+	}
+	mu.Lock()
+	if len(handed) != 1 || !errors.Is(handedErr, meterbill.ErrQueueFull) {
+		t.Errorf("handed %d events with %v, want the one that found no room, with ErrQueueFull", len(handed), handedErr)
+	}
+	mu.Unlock()
+	if st := rec.Stats(); st.Rejected != 1 {
+		t.Errorf("%d rejected, want 1", st.Rejected)
+	}
+	obs.mu.Lock()
+	if obs.depths == 0 {
+		t.Error("no queue depth reported to the observer")
+	}
+	obs.mu.Unlock()
+	close(stuck.release)
+	if err := rec.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := total(t, m, 7, calls); got != "4" {
+		t.Errorf("the meter holds %s requests, want the 4 that found room", got)
 	}
 }

@@ -25,6 +25,8 @@ type recordingObserver struct {
 	counts    map[string]int
 	latencies map[string]int
 	bad       []meterbill.Measurement // counts that are not positive, latencies that took no time
+	depth     int                     // the last queue depth reported
+	depths    int                     // how many were
 }
 
 var _ meterbill.Observer = (*recordingObserver)(nil)
@@ -47,6 +49,9 @@ func (o *recordingObserver) Observe(m meterbill.Measurement) {
 		o.counts[fmt.Sprintf("%s %s", m.Kind, m.Outcome)] += m.N
 	case meterbill.WebhooksRefused:
 		o.counts[fmt.Sprintf("%s %s", m.Kind, m.Status)] += m.N
+	case meterbill.QueueDepth: // a gauge: the last value, and zero is a value
+		o.depth, o.depths = m.N, o.depths+1
+		return
 	case meterbill.WebhooksIgnored:
 		o.counts[fmt.Sprintf("%s %s", m.Kind, m.Op)] += m.N
 	default:

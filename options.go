@@ -65,6 +65,7 @@ type options struct {
 	retryMax     time.Duration
 	lookback     time.Duration
 	trialUsage   bool
+	queueWait    time.Duration
 	maxInvoices  int
 	finalInvoice FinalInvoice
 
@@ -106,6 +107,7 @@ func newOptions(s scope, opts []Option) (*options, error) {
 		defaultValue:     Units(1),
 
 		requestTimeout: 5 * time.Second,
+		queueWait:      50 * time.Millisecond,
 		connsPerNode:   4,
 	}
 	for _, opt := range opts {
@@ -125,6 +127,8 @@ func newOptions(s scope, opts []Option) (*options, error) {
 		return nil, fmt.Errorf("meterbill: WithMaxBodyBytes(%d): want at least 1024", o.maxBody)
 	case o.finalInvoice > FinalInvoiceOff:
 		return nil, fmt.Errorf("meterbill: WithFinalInvoice(%d): unknown mode", o.finalInvoice)
+	case o.queueWait < 0:
+		return nil, fmt.Errorf("meterbill: WithQueueWait(%s): want 0 or a positive duration", o.queueWait)
 	case o.maxInvoices < 0:
 		return nil, fmt.Errorf("meterbill: WithMaxConcurrentInvoices(%d): want 0 (no bound) or more", o.maxInvoices)
 	case o.stripeRate < -1:
@@ -358,6 +362,14 @@ func WithCountIf(f func(status int) bool) Option {
 	return option{"WithCountIf", forMiddleware, func(o *options) { o.countIf = f }}
 }
 
+// WithQueueWait bounds how long a request through the middleware waits for room in a full
+// recorder queue (a long meter outage): past it the request's usage is rejected, counted
+// ([EventsRejected]) and handed to the [WithDeliveryErrorHandler] handler with [ErrQueueFull],
+// and the response is never held longer. It applies to [NewMiddleware]. Defaults to 50 ms.
+func WithQueueWait(d time.Duration) Option {
+	return option{"WithQueueWait", forMiddleware, func(o *options) { o.queueWait = d }}
+}
+
 // WithDefaultValue sets the value the middleware records for a request whose handler does not
 // set one with [SetUsageValue]. It applies to [NewMiddleware]. Defaults to 1.
 func WithDefaultValue(v Value) Option {
@@ -438,6 +450,10 @@ const (
 	EventsUnconfirmed MeasurementKind = "events_unconfirmed"
 	// EventsRejected counts events Record refused: invalid, unknown metric, queue full or closed.
 	EventsRejected MeasurementKind = "events_rejected"
+	// QueueDepth is the recorder's queue depth, in events, in N (a gauge, not a count),
+	// reported at each flush. Alert when it stays near the queue's size: the meter is not
+	// keeping up, and the middleware will soon reject requests' usage.
+	QueueDepth MeasurementKind = "queue_depth"
 	// InvoicesHandled counts one invoice handled, by the webhook or [Handler.BillInvoice], with
 	// its [Report]'s Outcome in Outcome; N is 1.
 	InvoicesHandled MeasurementKind = "invoices_handled"

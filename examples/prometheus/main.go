@@ -36,6 +36,7 @@ import (
 //	meterbill_events_{recorded,delivered,duplicate,failed,rejected}_total
 //	meterbill_invoices_handled_total{outcome}
 //	meterbill_webhooks_refused_total{status}
+//	meterbill_recorder_queue_depth                        (gauge)
 //	meterbill_invoice_lines_total{result="created|existing|pending|refused"}
 //	meterbill_meter_request_duration_seconds{op,status}   (histogram)
 //	meterbill_stripe_request_duration_seconds{op,status}  (histogram)
@@ -48,6 +49,7 @@ type observer struct {
 	invoices      *prometheus.CounterVec
 	refused       *prometheus.CounterVec
 	ignored       *prometheus.CounterVec
+	queueDepth    prometheus.Gauge
 	lines         *prometheus.CounterVec
 	meterSeconds  *prometheus.HistogramVec
 	stripeSeconds *prometheus.HistogramVec
@@ -67,6 +69,10 @@ func newObserver(reg prometheus.Registerer) *observer {
 			Namespace: "meterbill", Name: "webhooks_refused_total",
 			Help: "Webhook requests refused before any invoice was looked at, by HTTP status (400 signature or malformed, 413 too large, 405 not a POST).",
 		}, []string{"status"}),
+		queueDepth: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "meterbill", Name: "recorder_queue_depth",
+			Help: "Events queued in the recorder or being delivered: alert when it stays near the queue's size (the meter is not keeping up).",
+		}),
 		ignored: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "meterbill", Name: "webhooks_ignored_total",
 			Help: "Signed webhook deliveries of event types meterbill does not act on, by type.",
@@ -99,7 +105,7 @@ func newObserver(reg prometheus.Registerer) *observer {
 		o.events[kind] = c
 		reg.MustRegister(c)
 	}
-	reg.MustRegister(o.invoices, o.refused, o.ignored, o.lines, o.meterSeconds, o.stripeSeconds)
+	reg.MustRegister(o.invoices, o.refused, o.ignored, o.queueDepth, o.lines, o.meterSeconds, o.stripeSeconds)
 	return o
 }
 
@@ -114,6 +120,8 @@ func (o *observer) Observe(m meterbill.Measurement) {
 		o.invoices.WithLabelValues(string(m.Outcome)).Add(float64(m.N))
 	case meterbill.WebhooksRefused:
 		o.refused.WithLabelValues(m.Status).Add(float64(m.N))
+	case meterbill.QueueDepth:
+		o.queueDepth.Set(float64(m.N))
 	case meterbill.WebhooksIgnored:
 		o.ignored.WithLabelValues(m.Op).Add(float64(m.N))
 	case meterbill.LinesCreated:

@@ -165,6 +165,7 @@ func TestMetrics(t *testing.T) {
 		{name: "events delivered", series: `meterbill_events_delivered_total 3`},
 		{name: "no event failed", series: `meterbill_events_failed_total 0`},
 		{name: "no event rejected", series: `meterbill_events_rejected_total 0`},
+		{name: "queue depth gauge", series: `meterbill_recorder_queue_depth \d+`},
 		{name: "invoice billed", series: `meterbill_invoices_handled_total\{outcome="billed"\} 1`},
 		{name: "redelivery already billed", series: `meterbill_invoices_handled_total\{outcome="already_billed"\} 1`},
 		{name: "forged webhook refused", series: `meterbill_webhooks_refused_total\{status="400"\} 1`},
