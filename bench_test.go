@@ -302,15 +302,7 @@ func BenchmarkHandlerHistory(b *testing.B) {
 	for _, months := range []int{0, 12, 36, 120} {
 		b.Run(fmt.Sprintf("months=%d", months), func(b *testing.B) {
 			ctx := context.Background()
-			var prices []meterbill.Price
-			for i := range 5 {
-				m := meterbill.Metric{Code: fmt.Sprintf("metric_%d", i), Aggregation: meterbill.Sum, Period: meterbill.Calendar, CycleDay: 1}
-				prices = append(prices, meterbill.Price{Metric: m, Description: m.Code, Currencies: map[string][]meterbill.Tier{"usd": {{Unit: "0.25"}}}})
-			}
-			plan, err := meterbill.NewPlan(prices...)
-			if err != nil {
-				b.Fatal(err)
-			}
+			plan := fiveMetrics(b)
 			meter := meterbill.NewMemoryMeter()
 			if err := meter.Define(ctx, plan.Metrics()...); err != nil {
 				b.Fatal(err)
@@ -339,18 +331,7 @@ func BenchmarkHandlerHistory(b *testing.B) {
 				cus := fmt.Sprintf("cus_%d", customer)
 				fake.AddCustomer(cus, nil)
 				fake.AddSubscription(stripefake.Subscription{ID: "sub_" + cus, Customer: cus, StartDate: start.Unix()})
-				for mo := range months { // the customer's history: every month billed, 5 items
-					from, to := start.AddDate(0, mo, 0), start.AddDate(0, mo+1, 0)
-					for _, m := range plan.Metrics() {
-						md, err := ledger.Encode(ledger.Entry{Account: acct, Metric: m.Code, Period: "calendar/1", From: from, To: to, Quantity: "0",
-							Tier: 0, LineQty: "0", UnitPrice: "0.25", Invoice: "in_old", Subscription: "sub_" + cus})
-						if err != nil {
-							b.Fatal(err)
-						}
-						fake.AddItem(stripefake.Item{Customer: cus, Invoice: "in_old", Currency: "usd", Amount: 0, Created: to.Unix(),
-							PeriodStart: from.Unix(), PeriodEnd: to.Unix() - 1, Metadata: md})
-					}
-				}
+				seedHistory(b, fake, plan, acct, start, months)
 				var events []meterbill.Event
 				for _, m := range plan.Metrics() {
 					events = append(events, meterbill.Event{Account: acct, Metric: m.Code, Value: meterbill.Units(100), Time: period[0].Add(time.Hour)})
@@ -394,15 +375,7 @@ var (
 func BenchmarkMonthStart(b *testing.B) {
 	ctx := context.Background()
 	renewals, perSecond := *monthStartRenewals, *monthStartRate
-	var prices []meterbill.Price
-	for i := range 5 {
-		m := meterbill.Metric{Code: fmt.Sprintf("metric_%d", i), Aggregation: meterbill.Sum, Period: meterbill.Calendar, CycleDay: 1}
-		prices = append(prices, meterbill.Price{Metric: m, Description: m.Code, Currencies: map[string][]meterbill.Tier{"usd": {{Unit: "0.25"}}}})
-	}
-	plan, err := meterbill.NewPlan(prices...)
-	if err != nil {
-		b.Fatal(err)
-	}
+	plan := fiveMetrics(b)
 	period := [2]time.Time{date(2029, 3, 1), date(2029, 4, 1)}
 	start := period[0].AddDate(-3, 0, 0)
 	b.StopTimer()
@@ -419,18 +392,7 @@ func BenchmarkMonthStart(b *testing.B) {
 			cus := fmt.Sprintf("cus_%d", acct)
 			fake.AddCustomer(cus, nil)
 			fake.AddSubscription(stripefake.Subscription{ID: "sub_" + cus, Customer: cus, StartDate: start.Unix()})
-			for mo := range 36 {
-				from, to := start.AddDate(0, mo, 0), start.AddDate(0, mo+1, 0)
-				for _, m := range plan.Metrics() {
-					md, err := ledger.Encode(ledger.Entry{Account: acct, Metric: m.Code, Period: "calendar/1", From: from, To: to, Quantity: "0",
-						LineQty: "0", UnitPrice: "0.25", Invoice: "in_old", Subscription: "sub_" + cus})
-					if err != nil {
-						b.Fatal(err)
-					}
-					fake.AddItem(stripefake.Item{Customer: cus, Invoice: "in_old", Currency: "usd", Created: to.Unix(),
-						PeriodStart: from.Unix(), PeriodEnd: to.Unix() - 1, Metadata: md})
-				}
-			}
+			seedHistory(b, fake, plan, acct, start, 36)
 			for _, m := range plan.Metrics() {
 				events = append(events, meterbill.Event{Account: acct, Metric: m.Code, Value: meterbill.Units(400), Time: period[0].Add(time.Hour)})
 			}
@@ -468,7 +430,7 @@ func BenchmarkMonthStart(b *testing.B) {
 			go func() {
 				for inv := range queue {
 					deliveries.Add(1)
-					if postTo(b, srv.URL, inv) == http.StatusOK {
+					if postTo(b, srv.URL, inv, "draft") == http.StatusOK {
 						pending.Done()
 						continue
 					}
@@ -523,10 +485,43 @@ func BenchmarkMonthStart(b *testing.B) {
 	}
 }
 
-// postTo delivers a signed invoice.created for inv to url.
-func postTo(t testing.TB, url string, inv stripefake.Invoice) int {
+// fiveMetrics is a plan of five per-unit Calendar metrics, metric_0 to metric_4.
+func fiveMetrics(b *testing.B) *meterbill.Plan {
+	var prices []meterbill.Price
+	for i := range 5 {
+		m := meterbill.Metric{Code: fmt.Sprintf("metric_%d", i), Aggregation: meterbill.Sum, Period: meterbill.Calendar, CycleDay: 1}
+		prices = append(prices, meterbill.Price{Metric: m, Description: m.Code, Currencies: map[string][]meterbill.Tier{"usd": {{Unit: "0.25"}}}})
+	}
+	plan, err := meterbill.NewPlan(prices...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return plan
+}
+
+// seedHistory puts months of meterbill items on Stripe for account's customer ("cus_<account>"):
+// every month from start billed, one item a metric, each dated when its month ended.
+func seedHistory(b *testing.B, fake *stripefake.Server, plan *meterbill.Plan, acct uint64, start time.Time, months int) {
+	cus := fmt.Sprintf("cus_%d", acct)
+	for mo := range months {
+		from, to := start.AddDate(0, mo, 0), start.AddDate(0, mo+1, 0)
+		for _, m := range plan.Metrics() {
+			md, err := ledger.Encode(ledger.Entry{Account: acct, Metric: m.Code, Period: "calendar/1", From: from, To: to, Quantity: "0",
+				LineQty: "0", UnitPrice: "0.25", Invoice: "in_old", Subscription: "sub_" + cus})
+			if err != nil {
+				b.Fatal(err)
+			}
+			fake.AddItem(stripefake.Item{Customer: cus, Invoice: "in_old", Currency: "usd", Created: to.Unix(),
+				PeriodStart: from.Unix(), PeriodEnd: to.Unix() - 1, Metadata: md})
+		}
+	}
+}
+
+// postTo delivers a signed invoice.created for inv to url, the invoice's status in the event
+// being status.
+func postTo(t testing.TB, url string, inv stripefake.Invoice, status string) int {
 	t.Helper()
-	payload := invoiceEvent(t, "2025-08-27.basil", inv.ID, inv.Customer, "draft", time.Unix(inv.PeriodStart, 0), time.Unix(inv.PeriodEnd, 0), inv.SubscriptionMetadata)
+	payload := invoiceEvent(t, "2025-08-27.basil", inv.ID, inv.Customer, status, time.Unix(inv.PeriodStart, 0), time.Unix(inv.PeriodEnd, 0), inv.SubscriptionMetadata)
 	sp := webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: payload, Secret: secret})
 	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(payload))
 	if err != nil {

@@ -93,19 +93,7 @@ func (b *bridge) invoice(id, customer string, account uint64, status string, sta
 // deliver posts a freshly signed invoice.created for inv, as Stripe does on each attempt.
 func (b *bridge) deliver(t testing.TB, inv stripefake.Invoice, eventStatus string) int {
 	t.Helper()
-	payload := invoiceEvent(t, "2025-08-27.basil", inv.ID, inv.Customer, eventStatus, time.Unix(inv.PeriodStart, 0), time.Unix(inv.PeriodEnd, 0), inv.SubscriptionMetadata)
-	sp := webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: payload, Secret: secret})
-	req, err := http.NewRequest(http.MethodPost, b.server.URL, bytes.NewReader(payload))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Stripe-Signature", sp.Header)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = resp.Body.Close()
-	return resp.StatusCode
+	return postTo(t, b.server.URL, inv, eventStatus)
 }
 
 // record ingests n requests and a storage reading for every day of [from, to) for account.
