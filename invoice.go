@@ -1402,7 +1402,7 @@ func (h *Handler) billWith(ctx context.Context, sc StripeClient, inv StripeInvoi
 		if selects && inv.BillingReason == "subscription_update" && round == 1 {
 			// A plan change's invoice bills the part of the period before the change: the
 			// selector may want the plan that billed the customer last (the ledger says which).
-			subscriber.LastPlan = lastPlan(entries)
+			subscriber.LastPlan = lastPlan(entries, "")
 			if pricer, err = sel.PlanFor(ctx, subscriber); err != nil {
 				return fail(err)
 			}
@@ -1768,13 +1768,7 @@ func ledgerEntries(items []InvoiceItem, account uint64) ([]ledger.Entry, error) 
 func (h *Handler) plan(ctx context.Context, sc StripeClient, pricer Pricer, inv StripeInvoice, acct uint64, entries []ledger.Entry, start *usageStart, rebill *StripeInvoice, how handling) ([]billing.Action, int, error) {
 	metrics := pricer.Metrics()
 	w := &world{ctx: ctx, h: h, sc: sc, pricer: pricer, inv: inv, currency: inv.Currency, acct: acct, start: start, metrics: make(map[string]Metric, len(metrics))}
-	w.lastPlan = map[string]string{}
-	latest := map[string]time.Time{}
-	for _, e := range entries {
-		if name, _, ok := strings.Cut(e.Plan, ":"); ok && !e.To.Before(latest[e.Metric]) {
-			w.lastPlan[e.Metric], latest[e.Metric] = name, e.To
-		}
-	}
+	w.entries = entries
 	planned := make([]billing.Metric, len(metrics))
 	for i, m := range metrics {
 		w.metrics[m.Code] = m
@@ -1799,12 +1793,13 @@ func (h *Handler) plan(ctx context.Context, sc StripeClient, pricer Pricer, inv 
 	return todo, existing, err
 }
 
-// lastPlan is the name of the plan that billed the latest run of the ledger ("" if none).
-func lastPlan(entries []ledger.Entry) string {
+// lastPlan is the name of the plan that billed the latest run of metric ("" for any metric) in
+// the ledger, "" if none names one.
+func lastPlan(entries []ledger.Entry, metric string) string {
 	var name string
 	var to time.Time
 	for _, e := range entries {
-		if n, _, ok := strings.Cut(e.Plan, ":"); ok && !e.To.Before(to) {
+		if n, _, ok := strings.Cut(e.Plan, ":"); ok && (metric == "" || e.Metric == metric) && !e.To.Before(to) {
 			name, to = n, e.To
 		}
 	}
@@ -1818,7 +1813,7 @@ type world struct {
 	h        *Handler
 	sc       StripeClient
 	pricer   Pricer
-	lastPlan map[string]string // by metric: the name of the plan of its latest run, as the ledger records it
+	entries  []ledger.Entry // the ledger, for the plan that billed a metric last
 	inv      StripeInvoice
 	currency string
 	acct     uint64
@@ -1839,8 +1834,8 @@ func (w *world) Price(m billing.Metric, from, to time.Time, q fixed.Micros) ([]b
 	if errors.Is(err, errNotInPlan) {
 		// The subscriber's plan does not price this metric (it changed plans): its usage is
 		// priced by the plan that billed the metric last, never dropped.
-		if plans, ok := w.h.pricer.(*Plans); ok && w.lastPlan[m.Code] != "" {
-			if prev := plans.named(w.lastPlan[m.Code]); prev != nil {
+		if plans, ok := w.h.pricer.(*Plans); ok {
+			if prev := plans.named(lastPlan(w.entries, m.Code)); prev != nil {
 				lines, err = w.h.price(w.ctx, prev, w.currency, u)
 			}
 		}
