@@ -231,10 +231,10 @@ func TestBillingExactlyOnce(t *testing.T) {
 			name: "a delivery cut short between two tiers is completed by the redelivery",
 			run: func(t *testing.T, b *bridge) []stripefake.Item {
 				inv := b.invoice("in_mar", "cus_a", 42, "draft", date(2026, 3, 1), date(2026, 4, 1))
-				// Two lines go through, then Stripe refuses the third; the invoice is still a draft.
-				// The fourth is still created: one refused line blocks nothing else.
-				b.stripe.Inject(stripefake.Fault{Method: http.MethodPost, Path: "/v1/invoiceitems", Status: 0, Times: 2})
-				b.stripe.Inject(stripefake.Fault{Method: http.MethodPost, Path: "/v1/invoiceitems", Status: 402, Times: 1})
+				// Stripe refuses storage's second tier; the invoice is still a draft. The other
+				// three lines are still created: one refused line blocks nothing else.
+				b.stripe.Inject(stripefake.Fault{Method: http.MethodPost, Path: "/v1/invoiceitems", Status: 402,
+					Form: map[string]string{"metadata[meterbill_metric]": gbDays.Code, "metadata[meterbill_tier]": "2"}})
 				if got := b.deliver(t, inv, "draft"); got != 500 {
 					t.Fatalf("cut-short delivery answered %d, want 500 so Stripe redelivers", got)
 				}

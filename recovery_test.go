@@ -409,8 +409,10 @@ func TestUnfinishedRunIsFinishedLater(t *testing.T) {
 			b.record(t, 42, date(2026, 3, 1), date(2026, 4, 1), 100, "40")
 			mar := b.invoice("in_mar", "cus_a", 42, "draft", date(2026, 3, 1), date(2026, 4, 1))
 			// Requests and storage's tier 1 go through; Stripe refuses tiers 2 and 3.
-			b.stripe.Inject(stripefake.Fault{Method: http.MethodPost, Path: "/v1/invoiceitems", Status: 0, Times: 2})
-			b.stripe.Inject(stripefake.Fault{Method: http.MethodPost, Path: "/v1/invoiceitems", Status: 400, Times: 2})
+			for _, tier := range []string{"2", "3"} {
+				b.stripe.Inject(stripefake.Fault{Method: http.MethodPost, Path: "/v1/invoiceitems", Status: 400,
+					Form: map[string]string{"metadata[meterbill_metric]": gbDays.Code, "metadata[meterbill_tier]": tier}})
+			}
 			if got := b.deliver(t, mar, "draft"); got != 500 {
 				t.Fatalf("March: status %d, want 500", got)
 			}

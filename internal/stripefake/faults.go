@@ -3,6 +3,7 @@ package stripefake
 import (
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 )
@@ -39,6 +40,10 @@ type Fault struct {
 	Stored bool
 	// Code overrides the error code of the answer, e.g. "lock_timeout" for a 429.
 	Code string
+	// Form, if set, makes the fault match only requests whose parameters have these values,
+	// e.g. {"metadata[meterbill_tier]": "2"}: a fault for one line, whatever order lines are
+	// sent in.
+	Form map[string]string
 }
 
 // Inject queues a fault. Each request takes the first queued fault that
@@ -53,11 +58,11 @@ func (s *Server) Inject(f Fault) {
 }
 
 // takeFault takes one use of the first matching fault of the given kind.
-func (s *Server) takeFault(method, path string, afterApply bool) (Fault, bool) {
+func (s *Server) takeFault(method, path string, form url.Values, afterApply bool) (Fault, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for i, f := range s.faults {
-		if f.AfterApply != afterApply || (f.Method != "" && f.Method != method) || !strings.HasPrefix(path, f.Path) {
+		if f.AfterApply != afterApply || (f.Method != "" && f.Method != method) || !strings.HasPrefix(path, f.Path) || !formHas(form, f.Form) {
 			continue
 		}
 		f.Times--
@@ -67,6 +72,16 @@ func (s *Server) takeFault(method, path string, afterApply bool) (Fault, bool) {
 		return *f, true
 	}
 	return Fault{}, false
+}
+
+// formHas reports whether form has every value of want.
+func formHas(form url.Values, want map[string]string) bool {
+	for k, v := range want {
+		if form.Get(k) != v {
+			return false
+		}
+	}
+	return true
 }
 
 // giveBack returns one use of a fault taken by a request that never reached

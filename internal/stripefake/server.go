@@ -132,7 +132,7 @@ func (s *Server) serve(r *http.Request, key string, form url.Values, formErr err
 	ctx := r.Context()
 	var delay time.Duration
 	var stored *Fault // a failure to store under the key instead of doing the work
-	if f, ok := s.takeFault(r.Method, r.URL.Path, false); ok {
+	if f, ok := s.takeFault(r.Method, r.URL.Path, form, false); ok {
 		switch {
 		case f.Status != 0 && f.Stored:
 			stored = &f
@@ -173,7 +173,7 @@ func (s *Server) serve(r *http.Request, key string, form url.Values, formErr err
 		res = h(form, key)
 	}
 	if stored == nil && res.status/100 == 2 {
-		if f, ok := s.takeFault(r.Method, r.URL.Path, true); ok {
+		if f, ok := s.takeFault(r.Method, r.URL.Path, form, true); ok {
 			delay += f.Delay
 			if f.Status != 0 {
 				res = faultResponseFor(f)
