@@ -391,16 +391,7 @@ func (p *planner) pricePeriod(m Metric, r ledger.Run, usage, adjustments []ledge
 		all = append(all, runsOf(m.Spec, e)...)
 	}
 	all = joinRuns(all)
-	if ledger.TooManyRuns(len(all)) {
-		return nil, fmt.Errorf("%s: %d separate runs in one period, more than one item can record", m.Code, len(all))
-	}
-	q, err := p.w.Usage(m, all)
-	if err != nil {
-		return nil, err
-	}
-	spans := spansOf(m.Spec, all)
-	start, end := spans[0][0], spans[len(spans)-1][1]
-	now, err := p.w.Price(m, start, end, q)
+	q, spans, now, err := p.priceTogether(m, all, "in one period")
 	if err != nil {
 		return nil, err
 	}
@@ -436,20 +427,29 @@ func (p *planner) priceRuns(m Metric, runs []ledger.Run, catchUp bool) ([]Action
 	if len(runs) == 0 {
 		return nil, nil
 	}
-	if ledger.TooManyRuns(len(runs)) {
-		return nil, fmt.Errorf("%s: %d separate runs of unbilled periods, more than one item can record", m.Code, len(runs))
-	}
-	q, err := p.w.Usage(m, runs)
-	if err != nil {
-		return nil, err
-	}
-	spans := spansOf(m.Spec, runs)
-	start, end := spans[0][0], spans[len(spans)-1][1]
-	lines, err := p.w.Price(m, start, end, q)
+	q, spans, lines, err := p.priceTogether(m, runs, "of unbilled periods")
 	if err != nil {
 		return nil, err
 	}
 	return actions(m, spans, q, lines, catchUp, nil), nil
+}
+
+// priceTogether reads m's usage over runs and prices it as one quantity over the runs' spans;
+// what says where the runs lie, for the error when there are more than an item can record.
+func (p *planner) priceTogether(m Metric, runs []ledger.Run, what string) (fixed.Micros, [][2]time.Time, []Line, error) {
+	if ledger.TooManyRuns(len(runs)) {
+		return fixed.Micros{}, nil, nil, fmt.Errorf("%s: %d separate runs %s, more than one item can record", m.Code, len(runs), what)
+	}
+	q, err := p.w.Usage(m, runs)
+	if err != nil {
+		return fixed.Micros{}, nil, nil, err
+	}
+	spans := spansOf(m.Spec, runs)
+	lines, err := p.w.Price(m, spans[0][0], spans[len(spans)-1][1], q)
+	if err != nil {
+		return fixed.Micros{}, nil, nil, err
+	}
+	return q, spans, lines, nil
 }
 
 // Record is what the ledger records of a run's lines.

@@ -191,12 +191,17 @@ func (c *Client) Invoices(ctx context.Context, customer, subscription, status st
 	if !since.IsZero() {
 		params.CreatedRange = &stripe.RangeQueryParams{GreaterThanOrEqual: since.Unix()}
 	}
-	var out []Invoice
-	for inv, err := range c.sc.V1Invoices.List(ctx, params) {
+	return collect(c.sc.V1Invoices.List(ctx, params), "list invoices", invoiceOf)
+}
+
+// collect reads every page of a list, converting each object; op names the call in an error.
+func collect[S, T any](list stripe.Seq2[*S, error], op string, convert func(*S) T) ([]T, error) {
+	var out []T
+	for obj, err := range list {
 		if err != nil {
-			return nil, wrap("list invoices", err)
+			return nil, wrap(op, err)
 		}
-		out = append(out, invoiceOf(inv))
+		out = append(out, convert(obj))
 	}
 	return out, nil
 }
@@ -273,14 +278,7 @@ func (c *Client) InvoiceItems(ctx context.Context, customer string, since time.T
 	if !since.IsZero() {
 		params.CreatedRange = &stripe.RangeQueryParams{GreaterThanOrEqual: since.Unix()}
 	}
-	var out []Item
-	for ii, err := range c.sc.V1InvoiceItems.List(ctx, params) {
-		if err != nil {
-			return nil, wrap("list invoice items", err)
-		}
-		out = append(out, fromStripe(ii))
-	}
-	return out, nil
+	return collect(c.sc.V1InvoiceItems.List(ctx, params), "list invoice items", fromStripe)
 }
 
 // CreateInvoiceItem creates an item under an idempotency key. An item without Invoice is
