@@ -41,14 +41,17 @@ var (
 )
 
 // Recorder sends usage events to a [Meter] in the background: Record only validates, stamps and
-// queues, so no caller waits on the meter. A goroutine delivers the queue in batches of one
-// partition (account % 256) each, when a batch's worth is queued or every interval, retrying
-// transient failures with the same events (same timestamps, so the meter deduplicates any that
-// arrived twice) until they are delivered, refused for good, or Close's context ends; once it has
-// ended, the meter is not called again. Every event Record accepted is delivered, or handed to
-// the [WithDeliveryErrorHandler] handler; none is dropped silently.
+// queues, so no caller waits on the meter. A goroutine hands the queue over when a batch's worth
+// is queued or every interval, to one delivery stream per meter node (per partition, account %
+// 256, for a meter that does not say which node an account's events go to). Each stream sends
+// batches of one partition, retrying transient failures with the same events (same timestamps,
+// so the meter deduplicates any that arrived twice) until they are delivered, refused for good,
+// or Close's context ends; once it has ended, the meter is not called again. A node that fails
+// or hangs delays only its own stream, while the others deliver on schedule; what waits for it
+// still counts in the queue's bound ([WithQueueSize]). Every event Record accepted is delivered,
+// or handed to the [WithDeliveryErrorHandler] handler; none is dropped silently.
 //
-// A Recorder is safe for concurrent use. Call Close to stop it; it owns a goroutine.
+// A Recorder is safe for concurrent use. Call Close to stop it; it owns goroutines.
 type Recorder struct {
 	meter   Meter
 	metrics map[string]Metric
@@ -59,6 +62,8 @@ type Recorder struct {
 	lastUS  atomic.Int64 // last microsecond stamped
 	backoff backoff.Policy
 	scratch []Event // deliver's partition-ordered copy; the flusher goroutine's alone
+	streams *batch.Streams[Event]
+	route   func(account uint64) string // the stream of an account's events
 
 	enqueued, delivered, duplicates, retried, rejected, failed, unconfirmed atomic.Uint64
 	inflight                                                                atomic.Int64 // requests in the middleware
@@ -90,11 +95,11 @@ func NewRecorder(ctx context.Context, meter Meter, metrics []Metric, opts ...Opt
 	if err != nil {
 		return nil, err
 	}
-	meter = observedMeter{Meter: meter, obs: o.observer}
-	if err := meter.Define(ctx, metrics...); err != nil {
+	observed := observedMeter{Meter: meter, obs: o.observer}
+	if err := observed.Define(ctx, metrics...); err != nil {
 		return nil, err
 	}
-	r := &Recorder{meter: meter, metrics: make(map[string]Metric, len(metrics)), o: o, block: !o.rejectWhenFull,
+	r := &Recorder{meter: observed, metrics: make(map[string]Metric, len(metrics)), o: o, block: !o.rejectWhenFull,
 		backoff: backoff.Policy{Base: o.retryBase, Max: o.retryMaxRecorder}}
 	for _, m := range metrics {
 		r.metrics[m.Code] = m
@@ -106,7 +111,12 @@ func NewRecorder(ctx context.Context, meter Meter, metrics []Metric, opts ...Opt
 		_, _ = rand.Read(b[:])
 		r.lane = int64(binary.LittleEndian.Uint64(b[:]) % laneCount)
 	}
+	r.route = routeByPartition
+	if rt, ok := meter.(router); ok {
+		r.route = rt.route
+	}
 	r.q = batch.New(o.queueSize, o.batchSize, o.flushInterval, r.deliver)
+	r.streams = batch.NewStreams(r.cut, func(ctx context.Context, events []Event) { r.send(ctx, events, false) }, r.q.Release)
 	return r, nil
 }
 
@@ -220,7 +230,7 @@ func (r *Recorder) Flush(ctx context.Context) error {
 		}
 		return err
 	}
-	return nil
+	return r.streams.Wait(ctx)
 }
 
 // Close stops intake, delivers everything queued, and returns. If ctx ends first (or has already
@@ -243,7 +253,13 @@ func (r *Recorder) Close(ctx context.Context) error {
 			}
 			t.Stop()
 		}
+		if ctx.Err() != nil { // call the meter no more, not even for the final flush
+			r.streams.Abort()
+		}
 		err := r.q.Close(ctx)
+		if lerr := r.streams.Close(ctx); err == nil {
+			err = lerr
+		}
 		total, failed, unconfirmed := r.enqueued.Load(), r.failed.Load(), r.unconfirmed.Load()
 		var ce closeError
 		if n := failed - unconfirmed; n > 0 {
@@ -290,10 +306,11 @@ func (r *Recorder) Stats() RecorderStats {
 	}
 }
 
-// deliver sends a snapshot of the queue: grouped by partition (a counting sort into a reused
-// buffer, linear in the snapshot), in batches of at most the batch size and the meter's
-// per-request property limit.
-func (r *Recorder) deliver(ctx context.Context, snapshot [][]Event) {
+// deliver hands a snapshot of the queue to the streams, grouped by partition (a counting sort into
+// a reused buffer, linear in the snapshot): each partition to the stream of the node it is routed
+// to. The streams hold the events, still counted in the queue's bound, until they are delivered
+// or given up on.
+func (r *Recorder) deliver(_ context.Context, snapshot [][]Event) int {
 	var counts [257]int
 	n := 0
 	for _, chunk := range snapshot {
@@ -315,21 +332,51 @@ func (r *Recorder) deliver(ctx context.Context, snapshot [][]Event) {
 			counts[p]++
 		}
 	}
-	defer func() { clear(events); r.scratch = events[:0] }()
 	for start := 0; start < len(events); {
-		part := events[start].Account % 256
-		end, props := start, 0
-		for end < len(events) && events[end].Account%256 == part && end-start < r.o.batchSize {
-			if props+len(events[end].Properties) > MaxBatchProperties {
-				break
-			}
-			props += len(events[end].Properties)
+		acct := events[start].Account
+		end := start + 1
+		for end < len(events) && events[end].Account%256 == acct%256 {
 			end++
 		}
-		r.send(ctx, events[start:end], false)
+		r.streams.Add(r.route(acct), events[start:end])
 		start = end
 	}
+	clear(events)
+	r.scratch = events[:0]
+	return n
 }
+
+// cut returns how many events from the head of a stream make its next batch: one partition's, at
+// most the batch size and the meter's per-request property limit.
+func (r *Recorder) cut(events []Event) int {
+	part := events[0].Account % 256
+	end, props := 0, 0
+	for end < len(events) && events[end].Account%256 == part && end < r.o.batchSize {
+		if end > 0 && props+len(events[end].Properties) > MaxBatchProperties {
+			break
+		}
+		props += len(events[end].Properties)
+		end++
+	}
+	return end
+}
+
+// router is implemented by meters that send each account's events to one node of several: the
+// recorder delivers each node's events on a stream of its own, so that a node that fails delays
+// only the accounts it leads. The route of a meter that does not say is the account's
+// partition.
+type router interface {
+	route(account uint64) string
+}
+
+var partitionRoutes = func() (keys [256]string) {
+	for i := range keys {
+		keys[i] = "partition " + strconv.Itoa(i)
+	}
+	return keys
+}()
+
+func routeByPartition(account uint64) string { return partitionRoutes[account%256] }
 
 // send delivers one batch, retrying transient failures until ctx ends. A batch the meter refuses
 // for good is split to find the events at fault, so one bad event cannot take its neighbours

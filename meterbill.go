@@ -459,6 +459,9 @@ type MemoryMeter struct {
 	buf sync.Pool // *[]memmeter.Event
 }
 
+// route puts every account's events on one stream of a [Recorder]: the meter is one process.
+func (m *MemoryMeter) route(uint64) string { return "" }
+
 // NewMemoryMeter returns an empty in-process meter.
 func NewMemoryMeter() *MemoryMeter {
 	return &MemoryMeter{eng: memmeter.New(nil)}
@@ -608,6 +611,10 @@ func DialUnimeter(ctx context.Context, nodes []string, opts ...Option) (*Unimete
 	}
 	return &UnimeterMeter{c: c, metrics: map[string]map[string]Metric{}, suspect: map[string]map[string]bool{}}, nil
 }
+
+// route is the node an account's events go to now: a [Recorder] delivers each node's events on
+// a stream of its own.
+func (m *UnimeterMeter) route(account uint64) string { return m.c.Leader(unimeter.Partition(account)) }
 
 // Close closes the meter's connections; calls in flight fail. It is idempotent.
 func (m *UnimeterMeter) Close() error {

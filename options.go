@@ -350,8 +350,9 @@ func WithLane(n int) Option {
 // error wrapping [ErrUndelivered] for events the meter does not hold (refused for good, or never
 // sent because Close's context ended first), or [ErrUnconfirmed] for events sent at least once
 // without a success, which the meter may hold. Persist the first kind to replay later;
-// replaying the second can double them, so reconcile those first, or alert. It runs on the recorder's
-// goroutine. It applies to [NewRecorder]. Defaults to logging them at error level.
+// replaying the second can double them, so reconcile those first, or alert. It is called from
+// the recorder's delivery streams and from middleware requests that found no room in the queue,
+// so it may be called concurrently. It applies to [NewRecorder]. Defaults to logging them at error level.
 func WithDeliveryErrorHandler(f func(err error, events []Event)) Option {
 	return option{"WithDeliveryErrorHandler", forRecorder, func(o *options) { o.deliveryErr = f }}
 }

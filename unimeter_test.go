@@ -847,3 +847,107 @@ func TestRecorderCloseReportsOnlyWhatTheMeterLacks(t *testing.T) {
 		})
 	}
 }
+
+// TestOneSickNodeDelaysOnlyItsOwnAccounts: with one node of three dead, answering BACKPRESSURE to
+// everything, or holding every reply, the events of the accounts the two healthy nodes lead are
+// delivered within two flush intervals (at least 99% of them), while the sick node's wait on
+// their own delivery stream. Then nothing is lost: healed, the sick node gets its events; not
+// healed, Close hands them to the delivery-error handler and counts them.
+func TestOneSickNodeDelaysOnlyItsOwnAccounts(t *testing.T) {
+	noLeaks(t)
+	ingest := unimeter.PacketIngestAsync
+	const (
+		sick       = 1
+		accounts   = 512 // two a partition
+		perAccount = 40
+		interval   = time.Second
+	)
+	tests := []struct {
+		name   string
+		sicken func(c *unimetertest.Cluster)
+		heal   func(c *unimetertest.Cluster) error // nil: the node stays sick through Close
+	}{
+		{
+			name:   "dead",
+			sicken: func(c *unimetertest.Cluster) { c.Kill(sick) },
+			heal:   func(c *unimetertest.Cluster) error { return c.Restart(sick) },
+		},
+		{
+			name: "backpressure to everything",
+			sicken: func(c *unimetertest.Cluster) {
+				c.Inject(sick, unimetertest.Fault{Kind: unimetertest.FaultBackpressure, Count: 1 << 30})
+			},
+		},
+		{
+			name: "every reply held for a minute",
+			sicken: func(c *unimetertest.Cluster) {
+				c.Inject(sick, unimetertest.Fault{Kind: unimetertest.FaultDelay, Delay: time.Minute, Packet: &ingest, Count: 1 << 30})
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := startFake(t, unimetertest.Options{Nodes: 3})
+			m := dialFake(t, c)
+			var failed atomic.Int64
+			rec, err := meterbill.NewRecorder(context.Background(), m, []meterbill.Metric{calls},
+				meterbill.WithFlushInterval(interval), meterbill.WithBatchSize(meterbill.MaxBatchEvents),
+				meterbill.WithDeliveryErrorHandler(func(_ error, events []meterbill.Event) { failed.Add(int64(len(events))) }))
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.sicken(c)
+			var healthy []uint64
+			for acct := uint64(1); acct <= accounts; acct++ {
+				if c.Leader(unimeter.Partition(acct)) != sick {
+					healthy = append(healthy, acct)
+				}
+				for i := range perAccount {
+					e := meterbill.Event{Account: acct, Metric: calls.Code, Value: meterbill.Units(1), Time: at(2026, 4, 3, 0, 0).Add(time.Duration(i) * time.Microsecond)}
+					if err := rec.Record(context.Background(), e); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			recorded := time.Now()
+			start, end := date(2026, 4, 1).UnixNano(), date(2026, 5, 1).UnixNano()
+			arrived := func() (n int) {
+				for _, acct := range healthy {
+					n += int(c.Query(c.Leader(unimeter.Partition(acct)), acct, calls.Code, start, end).Count)
+				}
+				return n
+			}
+			want := len(healthy) * perAccount
+			got := arrived()
+			for got < want && time.Since(recorded) < 2*interval {
+				time.Sleep(10 * time.Millisecond)
+				got = arrived()
+			}
+			t.Logf("%d of the healthy nodes' %d events arrived %s after the last Record", got, want, time.Since(recorded).Round(time.Millisecond))
+			if got*100 < want*99 {
+				t.Errorf("%d of the healthy nodes' %d events arrived within two flush intervals (%s), want at least 99%%", got, want, 2*interval)
+			}
+
+			ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+			if tt.heal != nil {
+				if err := tt.heal(c); err != nil {
+					t.Fatal(err)
+				}
+				cancel()
+				ctx, cancel = context.WithTimeout(context.Background(), 30*time.Second)
+			}
+			defer cancel()
+			closeErr := rec.Close(ctx)
+			st := rec.Stats()
+			if st.Delivered+st.Failed != accounts*perAccount || int64(st.Failed) != failed.Load() {
+				t.Errorf("stats %+v, handler got %d: want every one of %d events delivered or handed over", st, failed.Load(), accounts*perAccount)
+			}
+			switch {
+			case tt.heal != nil && (closeErr != nil || st.Failed != 0):
+				t.Errorf("Close after healing = %v (stats %+v), want every event delivered", closeErr, st)
+			case tt.heal == nil && (closeErr == nil || st.Failed == 0):
+				t.Errorf("Close with the node still sick = %v (stats %+v), want its events reported", closeErr, st)
+			}
+		})
+	}
+}

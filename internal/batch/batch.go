@@ -1,9 +1,10 @@
-// Package batch is the recorder's queue: a bounded buffer that one goroutine flushes when it
-// holds a batch's worth, on an interval, on demand, and on close. It follows zap's
-// BufferedWriteSyncer (size or interval, a goroutine stopped through channels, waits outside the
-// lock, an idempotent close with a final flush), with two changes: Flush and Close take a
-// context, and the bound counts items being delivered, so memory stays bounded while the sink
-// is down.
+// Package batch is the recorder's queue and its delivery streams. The queue is a bounded buffer
+// that one goroutine flushes when it holds a batch's worth, on an interval, on demand, and on
+// close. It follows zap's BufferedWriteSyncer (size or interval, a goroutine stopped through
+// channels, waits outside the lock, an idempotent close with a final flush), with two changes:
+// Flush and Close take a context, and the bound counts items being delivered, so memory stays
+// bounded while the sink is down. [Streams] deliver what the queue hands over on one goroutine
+// per stream, so that a failing sink (one node of a cluster) delays only its own stream.
 package batch
 
 import (
@@ -20,11 +21,12 @@ var (
 )
 
 // Deliver takes a snapshot of queued items, in chunks of at most the batch size in queue order,
-// and must account for every one of them (delivered, or given up on) before it returns. The
-// chunks are reused afterwards: Deliver must not keep them. It runs on the flusher goroutine only, so it
-// is never called concurrently. ctx is cancelled when Close's context ends before the queue is
-// drained: Deliver must then give up promptly.
-type Deliver[T any] func(ctx context.Context, chunks [][]T)
+// and must account for every one of them (delivered, or given up on) before it returns, except
+// the held ones it returns: those stay counted in the queue's bound until [Queue.Release]. The
+// chunks are reused afterwards: Deliver must not keep them (it copies what it holds). It runs on
+// the flusher goroutine only, so it is never called concurrently. ctx is cancelled when Close's
+// context ends before the queue is drained: Deliver must then give up promptly.
+type Deliver[T any] func(ctx context.Context, chunks [][]T) (held int)
 
 // Queue is a bounded FIFO buffer with a flusher goroutine. It is safe for concurrent use.
 type Queue[T any] struct {
@@ -120,6 +122,21 @@ func (q *Queue[T]) Put(ctx context.Context, item T, block bool) error {
 	return nil
 }
 
+// Release returns n items that Deliver held to the queue's bound, once they are delivered or
+// given up on.
+func (q *Queue[T]) Release(n int) {
+	q.mu.Lock()
+	q.inflight -= n
+	q.signalSpace()
+	q.mu.Unlock()
+}
+
+// signalSpace wakes every Put waiting for room. q.mu must be held.
+func (q *Queue[T]) signalSpace() {
+	close(q.space)
+	q.space = make(chan struct{})
+}
+
 // Depth returns the number of items queued or being delivered.
 func (q *Queue[T]) Depth() int {
 	q.mu.Lock()
@@ -127,7 +144,8 @@ func (q *Queue[T]) Depth() int {
 	return q.queued + q.inflight
 }
 
-// Flush delivers everything queued before the call, and returns when that is done or ctx ends.
+// Flush delivers everything queued before the call (hands it to Deliver, which may hold some),
+// and returns when that is done or ctx ends.
 func (q *Queue[T]) Flush(ctx context.Context) error {
 	reply := make(chan struct{})
 	select {
@@ -213,20 +231,19 @@ func (q *Queue[T]) flush() bool {
 	q.inflight += n
 	q.mu.Unlock()
 
-	q.deliver(q.ctx, chunks)
+	held := q.deliver(q.ctx, chunks)
 
 	for _, c := range chunks {
 		clear(c) // drop references to delivered items so they can be collected
 	}
 	q.mu.Lock()
-	q.inflight -= n
+	q.inflight -= n - held
 	for _, c := range chunks {
 		if len(q.free)*q.size < q.capacity {
 			q.free = append(q.free, c[:0])
 		}
 	}
-	close(q.space)
-	q.space = make(chan struct{})
+	q.signalSpace()
 	q.mu.Unlock()
 	return true
 }

@@ -21,7 +21,7 @@ type sink struct {
 	aborted []int
 }
 
-func (s *sink) deliver(ctx context.Context, chunks [][]int) {
+func (s *sink) deliver(ctx context.Context, chunks [][]int) int {
 	var items []int
 	for _, c := range chunks {
 		items = append(items, c...)
@@ -33,12 +33,13 @@ func (s *sink) deliver(ctx context.Context, chunks [][]int) {
 			s.mu.Lock()
 			s.aborted = append(s.aborted, items...)
 			s.mu.Unlock()
-			return
+			return 0
 		}
 	}
 	s.mu.Lock()
 	s.batches = append(s.batches, append([]int(nil), items...))
 	s.mu.Unlock()
+	return 0
 }
 
 func (s *sink) all() []int {
@@ -193,12 +194,13 @@ func TestCloseWithEndedContextDeliversNothing(t *testing.T) {
 	cancel()
 	for range 200 {
 		var liveAtFlush []int
-		q := New(100, 50, time.Hour, func(ctx context.Context, chunks [][]int) {
+		q := New(100, 50, time.Hour, func(ctx context.Context, chunks [][]int) int {
 			if ctx.Err() == nil {
 				for _, c := range chunks {
 					liveAtFlush = append(liveAtFlush, c...)
 				}
 			}
+			return 0
 		})
 		for i := range 10 {
 			if err := q.Put(context.Background(), i, true); err != nil {
