@@ -42,11 +42,11 @@ var (
 
 // Recorder sends usage events to a [Meter] in the background: Record only validates, stamps and
 // queues, so no caller waits on the meter. A goroutine hands the queue over when a batch's worth
-// is queued or every interval, to one delivery stream per meter node (per partition, account %
-// 256, for a meter that does not say which node an account's events go to). Each stream sends
-// batches of one partition, retrying transient failures with the same events (same timestamps,
-// so the meter deduplicates any that arrived twice) until they are delivered, refused for good,
-// or Close's context ends; once it has ended, the meter is not called again. A node that fails
+// is queued or every interval, to one delivery stream per node of a [UnimeterMeter] (one stream
+// for the embedded meter and for meters of your own). Each stream sends batches of one
+// partition, retrying transient failures with the same events (same timestamps, so the meter
+// deduplicates any that arrived twice) until they are delivered, refused for good, or Close's
+// context ends; once it has ended, the meter is not called again. A node that fails
 // or hangs delays only its own stream, while the others deliver on schedule; what waits for it
 // still counts in the queue's bound ([WithQueueSize]). Every event Record accepted is delivered,
 // or handed to the [WithDeliveryErrorHandler] handler; none is dropped silently.
@@ -60,6 +60,7 @@ type Recorder struct {
 	block   bool
 	lane    int64
 	lastUS  atomic.Int64 // last microsecond stamped
+	clock   microClock
 	backoff backoff.Policy
 	scratch []Event // deliver's partition-ordered copy; the flusher goroutine's alone
 	streams *batch.Streams[Event]
@@ -111,7 +112,7 @@ func NewRecorder(ctx context.Context, meter Meter, metrics []Metric, opts ...Opt
 		_, _ = rand.Read(b[:])
 		r.lane = int64(binary.LittleEndian.Uint64(b[:]) % laneCount)
 	}
-	r.route = routeByPartition
+	r.route = oneRoute
 	if rt, ok := meter.(router); ok {
 		r.route = rt.route
 	}
@@ -133,17 +134,17 @@ const laneCount = 1000
 //
 // The recorder keeps e until it is delivered; Record copies its Properties.
 func (r *Recorder) Record(ctx context.Context, e Event) error {
-	return r.record(ctx, e, r.block, true)
+	return r.record(ctx, e, r.block, true, false)
 }
 
 // recordWithin records like Record, but waits at most wait for room in a full queue, whatever
 // the recorder's policy: the middleware's bound on a request. A request that finds no room is
 // handed to the delivery-error handler, so its usage is never dropped silently.
-func (r *Recorder) recordWithin(e Event, wait time.Duration) error {
-	err := r.record(context.Background(), e, false, wait == 0) // no room at once is not yet a rejection
+func (r *Recorder) recordWithin(e Event, wait time.Duration, known bool) error {
+	err := r.record(context.Background(), e, false, wait == 0, known) // no room at once is not yet a rejection
 	if errors.Is(err, ErrQueueFull) && wait > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), wait)
-		err = r.record(ctx, e, true, true)
+		err = r.record(ctx, e, true, true, known)
 		cancel()
 		if errors.Is(err, context.DeadlineExceeded) {
 			err = fmt.Errorf("%w: no room within %s", ErrQueueFull, wait)
@@ -156,12 +157,13 @@ func (r *Recorder) recordWithin(e Event, wait time.Duration) error {
 }
 
 // record validates, stamps and queues e, waiting for room if block; a full queue counts as a
-// rejection only if countFull.
-func (r *Recorder) record(ctx context.Context, e Event, block, countFull bool) error {
+// rejection only if countFull. known says e.Metric is one of the recorder's (the middleware's
+// own metric, checked when it was built), which spares a lookup.
+func (r *Recorder) record(ctx context.Context, e Event, block, countFull, known bool) error {
 	if e.Time.IsZero() {
 		e.Time = r.stamp()
 	}
-	if _, ok := r.metrics[e.Metric]; !ok {
+	if _, ok := r.metrics[e.Metric]; !known && !ok {
 		r.reject()
 		if err := e.Validate(); err != nil {
 			return err
@@ -201,7 +203,12 @@ func (r *Recorder) reject() {
 // processes: a microsecond strictly after the last one stamped (the wall clock's, unless events
 // come faster than one a microsecond), with the lane as its nanoseconds.
 func (r *Recorder) stamp() time.Time {
-	now := r.o.now().UnixMicro()
+	var now int64
+	if r.o.clockSet {
+		now = r.o.now().UnixMicro()
+	} else {
+		now = r.clock.nowMicro()
+	}
 	for {
 		last := r.lastUS.Load()
 		us := max(now, last+1)
@@ -209,6 +216,29 @@ func (r *Recorder) stamp() time.Time {
 			return time.Unix(0, us*1000+r.lane).UTC()
 		}
 	}
+}
+
+// microClock reads the wall clock in microseconds at the cost of one clock read: time.Now reads
+// the wall clock and the monotonic one, while time.Since a time that carries a monotonic reading
+// reads only the latter. It reads the wall clock again every second, so that it follows the
+// system's adjustments within a second; the stamps that matter here are unique and near the
+// clock, not exact to the microsecond.
+type microClock struct{ base atomic.Pointer[clockBase] }
+
+type clockBase struct {
+	at     time.Time // with its monotonic reading
+	wallUS int64
+}
+
+func (c *microClock) nowMicro() int64 {
+	if b := c.base.Load(); b != nil {
+		if d := time.Since(b.at); d >= 0 && d < time.Second {
+			return b.wallUS + d.Microseconds()
+		}
+	}
+	now := time.Now()
+	c.base.Store(&clockBase{at: now, wallUS: now.UnixMicro()})
+	return now.UnixMicro()
 }
 
 // TimeFromID returns t with its sub-millisecond digits derived from a source record's id, so
@@ -361,22 +391,17 @@ func (r *Recorder) cut(events []Event) int {
 	return end
 }
 
-// router is implemented by meters that send each account's events to one node of several: the
-// recorder delivers each node's events on a stream of its own, so that a node that fails delays
-// only the accounts it leads. The route of a meter that does not say is the account's
-// partition.
+// router is implemented by meters that send each account's events to one node of several (the
+// Unimeter meter routes by the leader of the account's partition): the recorder delivers each
+// node's events on a stream of its own, so that a node that fails delays only the accounts it
+// leads. A meter that does not say gets one stream: its topology is unknown, and a stream per
+// partition would put up to 256 requests in flight at once on a service that may not expect
+// them.
 type router interface {
 	route(account uint64) string
 }
 
-var partitionRoutes = func() (keys [256]string) {
-	for i := range keys {
-		keys[i] = "partition " + strconv.Itoa(i)
-	}
-	return keys
-}()
-
-func routeByPartition(account uint64) string { return partitionRoutes[account%256] }
+func oneRoute(uint64) string { return "" }
 
 // send delivers one batch, retrying transient failures until ctx ends. A batch the meter refuses
 // for good is split to find the events at fault, so one bad event cannot take its neighbours
@@ -472,15 +497,13 @@ func (r *Recorder) giveUp(err error, events []Event) {
 // one allocation for both.
 type usage struct {
 	context.Context
-	hooks  httpsnoop.Hooks
 	next   httpsnoop.WriteHeaderFunc
-	mu     sync.Mutex
+	status atomic.Int32 // the first final (non-1xx) status written; 0 until then, which counts as 200
+	mu     sync.Mutex   // guards what the helpers set, which they may do from other goroutines
 	metric string
 	value  Value
 	props  []Property
 	skip   bool
-	status int  // the final status; 200 if the handler never sets one
-	final  bool // a final (non-1xx) status was written
 }
 
 type usageKey struct{}
@@ -580,19 +603,22 @@ func NewMiddleware(rec *Recorder, metric string, account func(*http.Request) (ui
 			}
 			rec.inflight.Add(1) // Close waits for it, hijacked or not
 			defer rec.inflight.Add(-1)
-			u := &usage{Context: r.Context(), metric: metric, value: value, status: http.StatusOK}
-			u.hooks.WriteHeader = u.hook
-			next.ServeHTTP(httpsnoop.Wrap(w, u.hooks), r.WithContext(u))
+			u := &usage{Context: r.Context(), metric: metric, value: value}
+			next.ServeHTTP(httpsnoop.Wrap(w, httpsnoop.Hooks{WriteHeader: u.hook}), r.WithContext(u))
+			status := int(u.status.Load())
+			if status == 0 {
+				status = http.StatusOK
+			}
 			u.mu.Lock()
 			e := Event{Account: acct, Metric: u.metric, Value: u.value, Properties: u.props}
-			record := !u.skip && countIf(u.status)
+			record := !u.skip && countIf(status)
 			u.mu.Unlock()
 			if !record {
 				return
 			}
 			// Never tied to the client's cancellation (a departed client must not lose the
 			// request's usage), and never holding the response for longer than WithQueueWait.
-			if err := rec.recordWithin(e, wait); err != nil {
+			if err := rec.recordWithin(e, wait, e.Metric == metric); err != nil {
 				o.logger.Warn("meterbill: request usage not recorded", "metric", e.Metric, "account", acct, "err", err)
 			}
 		})
@@ -609,11 +635,8 @@ func (u *usage) hook(next httpsnoop.WriteHeaderFunc) httpsnoop.WriteHeaderFunc {
 // writeHeader captures the status: the first final one, as net/http sends it (1xx
 // informational headers such as 103 Early Hints may come before it).
 func (u *usage) writeHeader(code int) {
-	u.mu.Lock()
-	if !u.final && code >= 200 {
-		u.status, u.final = code, true
+	if code >= 200 {
+		u.status.CompareAndSwap(0, int32(code))
 	}
-	next := u.next
-	u.mu.Unlock()
-	next(code)
+	u.next(code)
 }

@@ -61,6 +61,7 @@ type options struct {
 	cacheSize    int
 	cacheTTL     time.Duration
 	now          func() time.Time
+	clockSet     bool // now is a test's clock, not time.Now
 	retryBase    time.Duration
 	retryMax     time.Duration
 	lookback     time.Duration
@@ -301,7 +302,7 @@ func WithCache(size int, ttl time.Duration) Option {
 
 // withClock injects the time source for tests.
 func withClock(now func() time.Time) Option {
-	return option{"withClock", forHandler | forCustomerResolver | forRecorder, func(o *options) { o.now = now }}
+	return option{"withClock", forHandler | forCustomerResolver | forRecorder, func(o *options) { o.now, o.clockSet = now, true }}
 }
 
 // withRetryBackoff shortens retry waits in tests.
