@@ -343,10 +343,20 @@ func wrap(op string, err error) error {
 	return &Error{Op: op, Err: err}
 }
 
-// slogLogger sends stripe-go's own log lines to slog, at the SDK's levels.
+// slogLogger sends stripe-go's own log lines to slog at DEBUG, whatever the SDK's level: it
+// writes three lines a call at INFO, one of them "Not retrying request: max retries exceeded"
+// after a success (meterbill sets no SDK retries), and an ERROR line for every answer that is not
+// a 2xx, including the 404s and 409s meterbill expects and handles. meterbill reports each
+// failure itself, with the invoice it concerns; the SDK's lines are for debugging.
 type slogLogger struct{ l *slog.Logger }
 
-func (s slogLogger) Debugf(format string, v ...any) { s.l.Debug(fmt.Sprintf(format, v...)) }
-func (s slogLogger) Infof(format string, v ...any)  { s.l.Info(fmt.Sprintf(format, v...)) }
-func (s slogLogger) Warnf(format string, v ...any)  { s.l.Warn(fmt.Sprintf(format, v...)) }
-func (s slogLogger) Errorf(format string, v ...any) { s.l.Error(fmt.Sprintf(format, v...)) }
+func (s slogLogger) Debugf(format string, v ...any) { s.debug(format, v) }
+func (s slogLogger) Infof(format string, v ...any)  { s.debug(format, v) }
+func (s slogLogger) Warnf(format string, v ...any)  { s.debug(format, v) }
+func (s slogLogger) Errorf(format string, v ...any) { s.debug(format, v) }
+
+func (s slogLogger) debug(format string, v []any) {
+	if s.l.Enabled(context.Background(), slog.LevelDebug) { // format only what is kept
+		s.l.Debug(fmt.Sprintf(format, v...), "source", "stripe-go")
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"testing"
 	"time"
 
@@ -60,3 +61,47 @@ func TestPeriodEndIsHalfOpenHereInclusiveOnStripe(t *testing.T) {
 		t.Errorf("missing invoice: %v, want a 404 *Error", err)
 	}
 }
+
+// TestSDKLogsAtDebug: stripe-go's own lines (three a call, one of them "Not retrying request"
+// after a success, and an error line for every non-2xx that meterbill handles) reach the
+// logger at DEBUG only.
+func TestSDKLogsAtDebug(t *testing.T) {
+	fake := stripefake.New()
+	defer fake.Close()
+	fake.AddCustomer("cus_a", map[string]string{"meter_account": "7"})
+	levels := map[slog.Level]int{}
+	var mu sync.Mutex
+	h := &levelCounter{levels: levels, mu: &mu}
+	c := stripeapi.New("sk_test_x", fake.URL, nil, slog.New(h), nil)
+	if _, err := c.CustomerMetadata(context.Background(), "cus_a"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CustomerMetadata(context.Background(), "cus_missing"); err == nil {
+		t.Fatal("Customer(cus_missing) = nil error, want a 404")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if levels[slog.LevelDebug] == 0 {
+		t.Errorf("no SDK line at DEBUG (%v): the test no longer sees stripe-go's logging", levels)
+	}
+	delete(levels, slog.LevelDebug)
+	if diff := cmp.Diff(map[slog.Level]int{}, levels); diff != "" {
+		t.Errorf("SDK lines above DEBUG (-want +got):\n%s", diff)
+	}
+}
+
+// levelCounter is a slog.Handler that counts records by level, at every level.
+type levelCounter struct {
+	mu     *sync.Mutex
+	levels map[slog.Level]int
+}
+
+func (h *levelCounter) Enabled(context.Context, slog.Level) bool { return true }
+func (h *levelCounter) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	h.levels[r.Level]++
+	h.mu.Unlock()
+	return nil
+}
+func (h *levelCounter) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *levelCounter) WithGroup(string) slog.Handler      { return h }
