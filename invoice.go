@@ -2,6 +2,7 @@ package meterbill
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -70,30 +71,30 @@ type Pricer interface {
 // Line is one priced invoice line. It is plain data.
 type Line struct {
 	// Metric is the code of the metric priced.
-	Metric string
+	Metric string `json:"metric"`
 	// Description is the text for the invoice: the price's description, with the tier for
 	// tiered models.
-	Description string
+	Description string `json:"description"`
 	// Currency is the ISO 4217 code, lower case.
-	Currency string
+	Currency string `json:"currency"`
 	// Tier is the 1-based tier for Graduated and Volume prices, 0 otherwise.
-	Tier int
+	Tier int `json:"tier,omitzero"`
 	// Quantity is the billable quantity on this line: usage less included units, and for
 	// Graduated only the part that falls in this tier.
-	Quantity Value
+	Quantity Value `json:"quantity"`
 	// Packages is the number of whole packages billed, for Package prices; zero otherwise.
-	Packages Value
+	Packages Value `json:"packages,omitzero"`
 	// UnitPrice is the price per unit (per package for Package) in minor units, an exact decimal.
-	UnitPrice string
+	UnitPrice string `json:"unit_price"`
 	// FlatFee is the flat fee included in Amount, in minor units, an exact decimal; "0" if none.
-	FlatFee string
+	FlatFee string `json:"flat_fee"`
 	// Amount is the line's total in minor units: Quantity (or Packages) × UnitPrice + FlatFee,
 	// rounded half-up to an integer once, on this line.
-	Amount int64
+	Amount int64 `json:"amount"`
 	// Plan identifies the price that priced the line, so that the ledger can say which prices a
 	// run was billed at. [Plan] sets a fingerprint of the metric's price in the currency
 	// ("pl_" and 16 hex digits), which changes whenever any of its numbers does. "" if unknown.
-	Plan string
+	Plan string `json:"plan,omitempty"`
 }
 
 // PriceModel is how a price turns a quantity into an amount. The zero value is [PerUnit].
@@ -579,24 +580,25 @@ type StripeSubscription struct {
 
 // InvoiceItem is a Stripe invoice item. It is plain data.
 type InvoiceItem struct {
-	ID       string // set by Stripe
-	Customer string
+	ID       string `json:"id"` // set by Stripe
+	Customer string `json:"customer"`
 	// Invoice is the draft invoice the item is on; "" makes it pending, so Stripe adds it to the
 	// customer's next invoice.
-	Invoice     string
-	Currency    string
-	Description string
-	Amount      int64 // minor units
+	Invoice     string `json:"invoice,omitempty"`
+	Currency    string `json:"currency"`
+	Description string `json:"description"`
+	Amount      int64  `json:"amount"` // minor units
 	// Quantity and UnitAmountDecimal, when Quantity is above 0, are how Stripe shows the line:
 	// "Qty 3100 × $0.001". Stripe then computes the amount from them, so meterbill sets them
 	// only when Quantity × UnitAmountDecimal is exactly Amount; otherwise the item is
 	// amount-only and Quantity is 0.
-	Quantity          int64
-	UnitAmountDecimal string // minor units, an exact decimal
+	Quantity          int64  `json:"quantity,omitzero"`
+	UnitAmountDecimal string `json:"unit_amount_decimal,omitempty"` // minor units, an exact decimal
 	// PeriodStart and PeriodEnd are the usage period, half-open (Stripe's own end is inclusive;
 	// the adapter converts).
-	PeriodStart, PeriodEnd time.Time
-	Metadata               map[string]string
+	PeriodStart time.Time         `json:"period_start"`
+	PeriodEnd   time.Time         `json:"period_end"`
+	Metadata    map[string]string `json:"metadata,omitempty"`
 }
 
 // StripeError is a failed Stripe call: the HTTP status (0 when no answer arrived), Stripe's
@@ -800,34 +802,69 @@ func Rebill(voidedInvoiceID string) BillOption {
 }
 
 // Report describes the handling of one invoice. It is plain data.
+//
+// Its JSON encoding has stable snake_case keys, and Err as its text under "error".
 type Report struct {
-	Event    string // the webhook event id; "" for BillInvoice
-	Invoice  string
-	Customer string
-	Account  uint64
-	Window   Period // the invoice's usage period
-	Outcome  Outcome
+	Event    string  `json:"event,omitempty"` // the webhook event id; "" for BillInvoice
+	Invoice  string  `json:"invoice"`
+	Customer string  `json:"customer"`
+	Account  uint64  `json:"account"`
+	Window   Period  `json:"window"` // the invoice's usage period
+	Outcome  Outcome `json:"outcome"`
 	// Created lists the items this call created.
-	Created []InvoiceItem
+	Created []InvoiceItem `json:"created"`
 	// Existing counts meterbill's items already on Stripe for the buckets this invoice bills.
-	Existing int
+	Existing int `json:"existing"`
 	// Refused lists the lines not billed: refused by Stripe for good, or over [MaxItemAmount].
 	// Every other line was created. A refused line of the invoice's own window makes the
 	// outcome [OutcomeFailed] (so Stripe redelivers, and the refusal is seen); one caught up
 	// from an earlier period, or a late-usage adjustment, does not hold this invoice back: it
 	// is reported on every invoice that plans it, within the lookback.
-	Refused []RefusedLine
+	Refused []RefusedLine `json:"refused"`
 	// StripeRequests counts the HTTP requests made to Stripe: every page of a list and every
 	// retry included. A custom [StripeClient] is counted one request a call.
-	StripeRequests int
+	StripeRequests int `json:"stripe_requests"`
 	// Err is the failure, for OutcomeFailed.
-	Err error
+	Err error `json:"-"`
 }
 
-// RefusedLine is a line that was not billed, and why. It is plain data.
+// MarshalJSON encodes r with Err as its text, under "error" (omitted when nil), and empty lists
+// as [], not null.
+func (r Report) MarshalJSON() ([]byte, error) {
+	type plain Report
+	if r.Created == nil {
+		r.Created = []InvoiceItem{}
+	}
+	if r.Refused == nil {
+		r.Refused = []RefusedLine{}
+	}
+	return json.Marshal(struct {
+		plain
+		Err string `json:"error,omitempty"`
+	}{plain(r), errorText(r.Err)})
+}
+
+// RefusedLine is a line that was not billed, and why. It is plain data; its JSON encoding has
+// Err as its text, under "error".
 type RefusedLine struct {
-	Item InvoiceItem
-	Err  error
+	Item InvoiceItem `json:"item"`
+	Err  error       `json:"-"`
+}
+
+// MarshalJSON encodes l with Err as its text, under "error".
+func (l RefusedLine) MarshalJSON() ([]byte, error) {
+	type plain RefusedLine
+	return json.Marshal(struct {
+		plain
+		Err string `json:"error"`
+	}{plain(l), errorText(l.Err)})
+}
+
+func errorText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }
 
 // maxFreshFailures bounds the 5xx answers one handling may provoke under keys not used before.
@@ -842,21 +879,28 @@ var _ http.Handler = (*Handler)(nil)
 // Estimate is what an account's usage costs so far: for each billed metric, its current period
 // (partial: the usage recorded in it until now) and its last complete period, priced as an
 // invoice would price them. It is plain data.
+//
+// Its JSON encoding has stable snake_case keys, for a customer portal or an admin page; amounts
+// are integers in minor units, quantities and unit prices exact decimals in strings. Preview
+// returns empty lists, not nil, so that they encode as [].
 type Estimate struct {
-	Account  uint64
-	Currency string
+	Account  uint64 `json:"account"`
+	Currency string `json:"currency"`
 	// At is the time the estimate is for; each metric's current period is the one containing it.
-	At time.Time
+	At time.Time `json:"at"`
 	// Current and Last are the priced lines of the current and the last complete periods, in the
 	// pricer's metric order. A metric without usage in a period has no line there.
-	Current, Last []EstimateLine
+	Current []EstimateLine `json:"current"`
+	Last    []EstimateLine `json:"last"`
 	// CurrentTotal and LastTotal add up the lines' amounts, in minor units.
-	CurrentTotal, LastTotal int64
+	CurrentTotal int64 `json:"current_total"`
+	LastTotal    int64 `json:"last_total"`
 }
 
 // EstimateLine is one priced line of an [Estimate]: the line and the metric period it prices.
+// In JSON, the line's fields sit beside "period".
 type EstimateLine struct {
-	Period Period
+	Period Period `json:"period"`
 	Line
 }
 
@@ -874,7 +918,7 @@ func Preview(ctx context.Context, meter Meter, pricer Pricer, account uint64, cu
 	if account == 0 {
 		return nil, fmt.Errorf("%w: account 0", ErrInvalidAccount)
 	}
-	est := &Estimate{Account: account, Currency: strings.ToLower(currency), At: at.UTC()}
+	est := &Estimate{Account: account, Currency: strings.ToLower(currency), At: at.UTC(), Current: []EstimateLine{}, Last: []EstimateLine{}}
 	for _, m := range pricer.Metrics() {
 		cur := m.Bucket(at)
 		last := m.Bucket(cur.Start.Add(-time.Nanosecond))

@@ -173,6 +173,20 @@ func (a Aggregation) String() string {
 	return fmt.Sprintf("aggregation(%d)", uint8(a))
 }
 
+// MarshalText encodes a as its name.
+func (a Aggregation) MarshalText() ([]byte, error) { return []byte(a.String()), nil }
+
+// UnmarshalText decodes an aggregation's name.
+func (a *Aggregation) UnmarshalText(b []byte) error {
+	for _, v := range []Aggregation{Count, Sum, Max, Latest, CountUnique} {
+		if v.String() == string(b) {
+			*a = v
+			return nil
+		}
+	}
+	return fmt.Errorf("meterbill: unknown aggregation %q", b)
+}
+
 // PeriodType is how a metric buckets time. All periods are UTC. The zero value is not a valid
 // period type: Unimeter's type 0 is FIXED, 30-day windows from the Unix epoch that match no invoice,
 // and meterbill does not bill on it.
@@ -199,18 +213,32 @@ func (p PeriodType) String() string {
 	return fmt.Sprintf("period_type(%d)", uint8(p))
 }
 
+// MarshalText encodes p as its name.
+func (p PeriodType) MarshalText() ([]byte, error) { return []byte(p.String()), nil }
+
+// UnmarshalText decodes a billable period type's name.
+func (p *PeriodType) UnmarshalText(b []byte) error {
+	for _, v := range []PeriodType{Calendar, Day, Week} {
+		if v.String() == string(b) {
+			*p = v
+			return nil
+		}
+	}
+	return fmt.Errorf("meterbill: unknown period type %q", b)
+}
+
 // Metric is a metric definition: what to aggregate and how to bucket it. It is plain data; the
 // zero value is not valid (it has no code and no period type).
 type Metric struct {
 	// Code names the metric: 1 to 63 bytes of UTF-8 without control characters.
-	Code string
+	Code string `json:"code"`
 	// Aggregation folds the events of one period. Defaults to Count.
-	Aggregation Aggregation
+	Aggregation Aggregation `json:"aggregation"`
 	// Period buckets time. Required.
-	Period PeriodType
+	Period PeriodType `json:"period"`
 	// CycleDay is the day of the month (1–28) on which a Calendar period starts. Required for
 	// Calendar; must be 0 for Day and Week.
-	CycleDay int
+	CycleDay int `json:"cycle_day,omitzero"`
 }
 
 func (m Metric) spec() period.Spec {
@@ -294,7 +322,8 @@ func printable(s string) bool {
 
 // Period is a half-open UTC time range [Start, End). The zero value is empty and invalid.
 type Period struct {
-	Start, End time.Time
+	Start time.Time `json:"start"`
+	End   time.Time `json:"end"`
 }
 
 // String formats p as "[start, end)" in RFC 3339.
@@ -402,15 +431,15 @@ func (e *Event) validateFields() error {
 // Usage is a meter's answer for one account, metric and window. It is plain data.
 type Usage struct {
 	// Account and Metric are what was queried.
-	Account uint64
-	Metric  Metric
+	Account uint64 `json:"account"`
+	Metric  Metric `json:"metric"`
 	// Window is the bucket-aligned window the value covers (see [Metric.Window]).
-	Window Period
+	Window Period `json:"window"`
 	// Value is the aggregate: the count for Count and CountUnique, the total for Sum, the maximum
 	// for Max, the latest reading for Latest.
-	Value Value
+	Value Value `json:"value"`
 	// LatestAt is the time of the latest reading, for Latest; zero otherwise or without data.
-	LatestAt time.Time
+	LatestAt time.Time `json:"latest_at,omitzero"`
 }
 
 // IngestResult reports what the meter did with a batch. The zero value is an empty batch.
