@@ -263,24 +263,26 @@ func run(ctx context.Context, out io.Writer, scale int, inspect inspector) error
 	return nil
 }
 
-// printEstimate prints a preview: the current period so far and the last complete one.
+// printEstimate prints a preview: the current period so far and the last complete one, each
+// under its heading.
 func printEstimate(out io.Writer, c customer, est *meterbill.Estimate) error {
 	fmt.Fprintf(out, "%s: preview on %s (nothing written to Stripe)\n", c.name, est.At.Format("Jan 2 15:04 MST"))
-	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "Line\tUsage period\tQuantity\tAmount\t")
 	for _, part := range []struct {
-		name  string
-		lines []meterbill.EstimateLine
-		total int64
-	}{{"so far", est.Current, est.CurrentTotal}, {"last period", est.Last, est.LastTotal}} {
+		heading string
+		lines   []meterbill.EstimateLine
+		total   int64
+	}{{"So far in the current periods", est.Current, est.CurrentTotal}, {"The last complete periods", est.Last, est.LastTotal}} {
+		fmt.Fprintf(out, "  %s:\n", part.heading)
+		tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "    Line\tUsage period\tQuantity\tAmount\t")
 		for _, l := range part.lines {
 			fmt.Fprintf(tw, "%s\t%s – %s\t%s\t%s\t\n", l.Description, l.Period.Start.Format("Jan 2"),
 				l.Period.End.Add(-time.Nanosecond).Format("Jan 2"), l.Quantity, cents(l.Amount))
 		}
-		fmt.Fprintf(tw, "Total %s\t\t\t%s\t\n", part.name, cents(part.total))
-	}
-	if err := tw.Flush(); err != nil {
-		return err
+		fmt.Fprintf(tw, "Total\t\t\t%s\t\n", cents(part.total))
+		if err := tw.Flush(); err != nil {
+			return err
+		}
 	}
 	fmt.Fprintln(out)
 	return nil
@@ -435,8 +437,12 @@ func printInvoice(out io.Writer, fake *stripefake.Server, c customer, inv stripe
 		fmt.Fprintf(out, "%s: invoice %s for %s – %s\n", c.name, inv.ID,
 			time.Unix(inv.PeriodStart, 0).UTC().Format("Jan 2"), time.Unix(inv.PeriodEnd, 0).UTC().Add(-time.Second).Format("Jan 2 2006"))
 	}
+	// The columns of the invoice the customer receives: the description and the period, then
+	// Stripe's quantity and unit price. meterbill sets those only when they multiply to the amount
+	// exactly; otherwise the item is amount-only and Stripe shows 1 × the amount, with the
+	// quantity in the description.
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "Line\tUsage period\tQuantity\tUnit price\tAmount\t")
+	fmt.Fprintln(tw, "Description\tPeriod\tQty\tUnit price\tAmount\t")
 	var total int64
 	items := fake.InvoiceItems(inv.ID)
 	// In the plan's order, tier by tier, as Stripe lists lines by when they were added (meterbill
@@ -447,10 +453,9 @@ func printInvoice(out io.Writer, fake *stripefake.Server, c customer, inv stripe
 	}
 	slices.SortFunc(items, func(a, b stripefake.Item) int { return strings.Compare(order(a), order(b)) })
 	for _, it := range items {
-		md := it.Metadata
-		fmt.Fprintf(tw, "%s\t%s – %s\t%s\t%s\t%s\t\n", it.Description,
+		fmt.Fprintf(tw, "%s\t%s – %s\t%d\t%s\t%s\t\n", it.Description,
 			time.Unix(it.PeriodStart, 0).UTC().Format("Jan 2"), time.Unix(it.PeriodEnd, 0).UTC().Format("Jan 2"),
-			md["meterbill_line_qty"], dollars(md["meterbill_unit_price"]), cents(it.Amount))
+			it.Quantity, dollars(it.UnitAmountDecimal), cents(it.Amount))
 		total += it.Amount
 	}
 	fmt.Fprintf(tw, "Total\t\t\t\t%s\t\n", cents(total))

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/shopspring/decimal"
 
 	"github.com/meterbill/meterbill"
 	"github.com/meterbill/meterbill/internal/stripefake"
@@ -77,6 +78,13 @@ func TestQuickstart(t *testing.T) {
 			}
 			sum += cents(l)
 			lines++
+			// The columns are Stripe's: quantity × unit price is the amount, exactly.
+			f := strings.Fields(l)
+			qty, unit, amt := decimal.RequireFromString(f[len(f)-3]), decimal.RequireFromString(strings.TrimPrefix(f[len(f)-2], "$")),
+				decimal.RequireFromString(strings.TrimPrefix(f[len(f)-1], "$"))
+			if !qty.Mul(unit).Equal(amt) {
+				t.Errorf("%s: %s × %s is not %s, as Stripe would show it: %q", customers[i].name, qty, unit, amt, l)
+			}
 		}
 		c := customers[i]
 		switch {

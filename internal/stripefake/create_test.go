@@ -271,11 +271,11 @@ func TestCreateItemIsStored(t *testing.T) {
 	want := []stripefake.Item{
 		{
 			ID: got.ID, Customer: "cus_a", Invoice: "in_draft", Currency: "usd", Description: "Storage",
-			Amount: 700, PeriodStart: epoch, PeriodEnd: epoch, Metadata: map[string]string{"line": "l1"},
+			Amount: 700, Quantity: 1, UnitAmountDecimal: "700", PeriodStart: epoch, PeriodEnd: epoch, Metadata: map[string]string{"line": "l1"},
 			Created: epoch, IdempotencyKey: "key-1",
 		},
 		{
-			ID: pending.ID, Customer: "cus_a", Currency: "usd", Amount: 5, PeriodStart: epoch, PeriodEnd: epoch,
+			ID: pending.ID, Customer: "cus_a", Currency: "usd", Amount: 5, Quantity: 1, UnitAmountDecimal: "5", PeriodStart: epoch, PeriodEnd: epoch,
 			Metadata: map[string]string{}, Created: epoch, IdempotencyKey: "key-2",
 		},
 	}

@@ -80,21 +80,21 @@ func (s *Server) createItem(form url.Values, key string) response {
 	}
 	rec := &itemRecord{
 		Item: Item{
-			ID:             fmt.Sprintf("ii_fake%08d", s.lastItem),
-			Customer:       p.customer,
-			Invoice:        p.invoice,
-			Currency:       p.currency,
-			Description:    p.description,
-			Amount:         p.amount,
-			PeriodStart:    p.periodStart,
-			PeriodEnd:      p.periodEnd,
-			Metadata:       p.metadata,
-			Created:        now,
-			IdempotencyKey: key,
+			ID:                fmt.Sprintf("ii_fake%08d", s.lastItem),
+			Customer:          p.customer,
+			Invoice:           p.invoice,
+			Currency:          p.currency,
+			Description:       p.description,
+			Amount:            p.amount,
+			Quantity:          p.quantity,
+			UnitAmountDecimal: p.unitAmountDecimal,
+			PeriodStart:       p.periodStart,
+			PeriodEnd:         p.periodEnd,
+			Metadata:          p.metadata,
+			Created:           now,
+			IdempotencyKey:    key,
 		},
-		seq:               s.lastItem,
-		quantity:          p.quantity,
-		unitAmountDecimal: p.unitAmountDecimal,
+		seq: s.lastItem,
 	}
 	s.items = append(s.items, rec)
 	s.itemByID[rec.ID] = rec

@@ -270,8 +270,8 @@ func renderItem(it *itemRecord) itemJSON {
 		Invoice:      strOrNull(it.Invoice),
 		Metadata:     cloneMap(it.Metadata),
 		Period:       periodJSON{End: it.PeriodEnd, Start: it.PeriodStart},
-		Pricing:      pricingJSON{UnitAmountDecimal: it.unitAmountDecimal},
-		Quantity:     it.quantity,
+		Pricing:      pricingJSON{UnitAmountDecimal: it.UnitAmountDecimal},
+		Quantity:     it.Quantity,
 		TaxRates:     []string{},
 	}
 }

@@ -41,9 +41,13 @@ type Subscription struct {
 
 // Item is an invoice item the fake holds.
 type Item struct {
-	ID, Customer, Invoice  string // Invoice is "" while the item is pending
-	Currency, Description  string
-	Amount                 int64
+	ID, Customer, Invoice string // Invoice is "" while the item is pending
+	Currency, Description string
+	Amount                int64
+	// Quantity and UnitAmountDecimal are how the invoice shows the line ("Qty × unit price"):
+	// as created with unit_amount_decimal and quantity, or 1 × Amount for an amount-only item.
+	Quantity               int64
+	UnitAmountDecimal      string
 	PeriodStart, PeriodEnd int64
 	Metadata               map[string]string
 	Created                int64
@@ -60,9 +64,7 @@ type Request struct {
 // itemRecord is an item with what the API shows beyond Item.
 type itemRecord struct {
 	Item
-	seq               int64
-	quantity          int64
-	unitAmountDecimal string // canonical decimal string
+	seq int64
 }
 
 // AddCustomer adds a customer, or replaces the metadata of an existing one.
@@ -270,7 +272,8 @@ func (s *Server) AddItem(it Item) Item {
 		it.PeriodStart, it.PeriodEnd = it.Created, it.Created
 	}
 	it.Metadata = cloneMap(it.Metadata)
-	rec := &itemRecord{Item: it, seq: s.lastItem, quantity: 1, unitAmountDecimal: strconv.FormatInt(it.Amount, 10)}
+	it.Quantity, it.UnitAmountDecimal = 1, strconv.FormatInt(it.Amount, 10)
+	rec := &itemRecord{Item: it, seq: s.lastItem}
 	s.items = append(s.items, rec)
 	s.itemByID[rec.ID] = rec
 	s.byCustomer[rec.Customer] = append(s.byCustomer[rec.Customer], rec)
