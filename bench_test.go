@@ -206,7 +206,7 @@ func BenchmarkMiddleware(b *testing.B) {
 		{name: "bare", handler: ok},
 		{name: "capturemetrics", handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _ = httpsnoop.CaptureMetrics(ok, w, r) })},
 		{name: "meterbill", handler: mw(ok)},
-		// floor: only what the issue mandates of any such middleware, and records nothing:
+		// floor: only what any middleware with per-request helpers must do, and records nothing:
 		// httpsnoop.Wrap with one hook, and a request copy carrying a context value for the
 		// handler's helpers. meterbill can be no cheaper than this.
 		{name: "floor", handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -369,7 +369,7 @@ var (
 // (429 past -monthstart.rate requests a second, as Stripe does), with the client's budget at the
 // same rate and WithMaxConcurrentInvoices(16). It reports the Stripe requests, per invoice, the
 // 429s, the wall time against the least the rate allows (requests / rate), and checks that no
-// line is duplicated and no invoice left unbilled. The figure in the README:
+// line is duplicated and no invoice left unbilled. The figure in docs/figures.md:
 //
 //	go test -run '^$' -bench MonthStart -benchtime 1x -monthstart.renewals 2000 .
 func BenchmarkMonthStart(b *testing.B) {

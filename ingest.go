@@ -126,7 +126,7 @@ func NewRecorder(ctx context.Context, meter Meter, metrics []Metric, opts ...Opt
 const laneCount = 1000
 
 // Record validates e and queues it. It makes no network call. An event without a Time is stamped
-// now (see [Recorder] and the README's timestamp scheme); an event with a Time keeps it, so a
+// now (see [Recorder] and docs/recording.md's timestamp scheme); an event with a Time keeps it, so a
 // caller that re-sends a source record must give it the same Time each time ([TimeFromID]).
 // Invalid events and unknown metrics are refused with an error wrapping [ErrInvalidEvent] or
 // [ErrUnknownMetric]; nothing is truncated. A full queue waits for room until ctx ends, or

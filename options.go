@@ -466,7 +466,7 @@ const (
 	WebhooksRefused MeasurementKind = "webhooks_refused"
 	// WebhooksIgnored counts signed deliveries of event types meterbill does not act on, with
 	// the type in Op; N is 1. A stream of them means the endpoint subscribes to events it need
-	// not (see the README's Stripe settings).
+	// not (see docs/invoicing.md's Stripe settings).
 	WebhooksIgnored MeasurementKind = "webhooks_ignored"
 	// LinesCreated counts invoice items created on the invoice.
 	LinesCreated MeasurementKind = "lines_created"

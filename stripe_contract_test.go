@@ -92,8 +92,8 @@ func TestStripeContract(t *testing.T) {
 		})
 	}
 
-	// Negative control: the mock does validate. The seed guide's unit_amount was removed in basil.
-	t.Run("the seed guide's unit_amount is refused", func(t *testing.T) {
+	// Negative control: the mock does validate. The unit_amount of Unimeter's Stripe integration guide was removed in basil.
+	t.Run("the integration guide's unit_amount is refused", func(t *testing.T) {
 		form := url.Values{"customer": {"cus_123"}, "currency": {"usd"}, "unit_amount": {"10"}, "quantity": {"1"}}
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/invoiceitems", strings.NewReader(form.Encode()))
 		if err != nil {

@@ -295,7 +295,7 @@ func TestUnimeterOutage(t *testing.T) {
 	}
 }
 
-// TestRecorderThroughUnimeterUnderChaos is the end-to-end check: 100k events recorded
+// TestRecorderThroughUnimeterUnderChaos is the end-to-end check of recording through a cluster in trouble: 100k events recorded
 // through the Recorder into a three-node fake cluster while one node is killed and restarted and
 // another's connections are dropped, mid-request included. After Close the cluster holds exactly
 // what was recorded.
@@ -394,7 +394,7 @@ func TestRecorderThroughUnimeterUnderChaos(t *testing.T) {
 
 // TestRestartForgetsDedup documents the limit of exactly-once on this server: dedup memory is
 // per node and in memory, so a batch that was applied but whose reply was lost, retried after
-// the node restarted, is stored twice. The test pins the behaviour so that the README's claim
+// the node restarted, is stored twice. The test pins the behaviour so that the claim in docs/guarantees.md
 // stays true; if a server (or meterbill) ever closes the gap, this test will say so.
 func TestRestartForgetsDedup(t *testing.T) {
 	noLeaks(t)
@@ -423,7 +423,7 @@ func TestRestartForgetsDedup(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got := total(t, m, 3, calls); got != "2" {
-		t.Errorf("total = %s; the fake no longer double-counts a retry across a restart, update the README's Guarantees", got)
+		t.Errorf("total = %s; the fake no longer double-counts a retry across a restart, update docs/guarantees.md", got)
 	}
 }
 
@@ -470,9 +470,9 @@ func TestUnimeterRealServer(t *testing.T) {
 }
 
 // BenchmarkUnimeter measures usage sent to a fake cluster over loopback TCP, in one run: through
-// the Recorder (batched, asynchronous, one request per partition batch) and in the seed guide's
-// pattern (one synchronous ingest of one event per API request). Target: the recorder at least
-// 50 times the seed pattern's events/s.
+// the Recorder (batched, asynchronous, one request per partition batch) and synchronously, one
+// ingest of one event per API request, as Unimeter's Stripe integration guide does it. The
+// recorder must carry many times the synchronous path's events a second.
 //
 // The fake runs on the same cores as the client. "aggregating" does the server's work too
 // (dedup and aggregation, internal/memmeter), which caps the batched path at the engine's own
@@ -504,7 +504,7 @@ func BenchmarkUnimeter(b *testing.B) {
 			}
 			return rec.Stats().Delivered
 		}},
-		{name: "seed_pattern", run: func(b *testing.B, m *meterbill.UnimeterMeter) uint64 {
+		{name: "sync_per_request", run: func(b *testing.B, m *meterbill.UnimeterMeter) uint64 {
 			var seq, account, sent atomic.Uint64
 			base := at(2026, 4, 1, 0, 0)
 			b.RunParallel(func(pb *testing.PB) {

@@ -1,6 +1,6 @@
 // Command stripe-webhook is a billing server: Stripe's invoice.created webhook adds each
-// customer's metered usage to their draft invoice, exactly once. It is the seed guide's server
-// rewritten with meterbill.
+// customer's metered usage to their draft invoice, exactly once. It is the server of Unimeter's
+// Stripe integration guide, rewritten with meterbill.
 //
 // Run it against your Stripe test account:
 //

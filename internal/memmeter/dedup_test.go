@@ -131,7 +131,7 @@ func TestDedupMemoryIsBounded(t *testing.T) {
 // BenchmarkDedupHeap ingests b.N events over 1,000 accounts, arriving at the rate of 10 million
 // a month (one every 259 ms of engine clock, stamped with their arrival), in batches of 500, and
 // reports the live heap after GC. Memory is bounded by the events of the last one or two dedup
-// windows, so it levels off; the benchmark fails if it passes 64 MiB. The README's figure is
+// windows, so it levels off; the benchmark fails if it passes 64 MiB. The figure in docs/figures.md is
 //
 //	go test -run '^$' -bench DedupHeap -benchtime 10000000x ./internal/memmeter
 func BenchmarkDedupHeap(b *testing.B) {
