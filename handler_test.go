@@ -267,6 +267,23 @@ func TestWebhookRequests(t *testing.T) {
 			if got != tt.wantOutcome {
 				t.Errorf("outcome = %q, want %q", got, tt.wantOutcome)
 			}
+			if tt.wantStatus == 200 {
+				var body struct {
+					Outcome meterbill.Outcome `json:"outcome"`
+					Invoice string            `json:"invoice"`
+					Added   int               `json:"lines_added"`
+				}
+				if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil || w.Header().Get("Content-Type") != "application/json" {
+					t.Fatalf("200 answered %q (%s, %v), want a JSON outcome", w.Body.String(), w.Header().Get("Content-Type"), err)
+				}
+				want := tt.wantOutcome
+				if want == "" {
+					want = meterbill.OutcomeIgnored
+				}
+				if body.Outcome != want || body.Added != tt.wantWrites || (want != meterbill.OutcomeIgnored && body.Invoice != "in_march") {
+					t.Errorf("body %q: want outcome %q, invoice in_march, %d lines added", w.Body.String(), want, tt.wantWrites)
+				}
+			}
 			if tt.wantStatus >= 400 && strings.Contains(w.Body.String(), "meterbill") {
 				t.Errorf("the error body leaks internal text: %q", w.Body.String())
 			}

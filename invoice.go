@@ -1072,7 +1072,8 @@ func NewHandler(meter Meter, stripe StripeClient, resolver AccountResolver, pric
 }
 
 // ServeHTTP handles one webhook delivery: 200 when the invoice is billed or there is nothing to
-// do, 400 or 413 for a request that is not a valid signed event, 400 for a signed invoice whose
+// do, with a short JSON body that Stripe's dashboard shows (the outcome, the invoice, how many
+// lines were added and were already there), 400 or 413 for a request that is not a valid signed event, 400 for a signed invoice whose
 // period or account mapping is unbillable, 500 when billing failed otherwise (Stripe then
 // redelivers, and holds the invoice as a draft for up to three days), 405 for a method other
 // than POST.
@@ -1113,7 +1114,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if ev.Type != "invoice.created" && !ended {
 		h.o.logger.Debug("meterbill: webhook ignored", "event", ev.ID, "type", ev.Type)
 		h.o.observer.Observe(Measurement{Kind: WebhooksIgnored, N: 1, Op: ev.Type})
-		w.WriteHeader(http.StatusOK)
+		answer(w, webhookAnswer{Outcome: OutcomeIgnored, EventType: ev.Type})
 		return
 	}
 	// Finish even if Stripe hangs up: the work is idempotent, and a redelivery then finds it done.
@@ -1144,7 +1145,25 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, rep.Err)
 		return
 	}
+	answer(w, webhookAnswer{Outcome: rep.Outcome, Invoice: rep.Invoice, Added: len(rep.Created), Existing: rep.Existing, Refused: len(rep.Refused)})
+}
+
+// webhookAnswer is the body of a 200: short JSON that Stripe's dashboard shows with the
+// delivery, so that what a delivery did can be read there.
+type webhookAnswer struct {
+	Outcome   Outcome `json:"outcome"`
+	EventType string  `json:"event_type,omitempty"` // for an ignored event
+	Invoice   string  `json:"invoice,omitempty"`
+	Added     int     `json:"lines_added"`
+	Existing  int     `json:"lines_already_there"`
+	Refused   int     `json:"lines_refused,omitzero"`
+}
+
+func answer(w http.ResponseWriter, a webhookAnswer) {
+	body, _ := json.Marshal(a) // plain strings and integers: cannot fail
+	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(append(body, '\n'))
 }
 
 // BillInvoice does for one invoice what the webhook does, without HTTP: for back-fills, support

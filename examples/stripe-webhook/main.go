@@ -9,6 +9,17 @@
 //	go run ./examples/stripe-webhook &
 //	stripe listen --forward-to localhost:4242/webhook
 //
+// Then record usage, and let a renewal bill it:
+//
+//	curl -X POST -H 'Authorization: Bearer demo_42' localhost:4242/api/calls   # one metered call for account 42; repeat
+//	curl -H 'Authorization: Bearer demo_42' localhost:4242/api/usage           # this month's usage so far
+//
+// In the Stripe dashboard, in test mode: create a test clock, a customer on it, and a monthly
+// subscription (any price) with the metadata meter_account=42; then advance the clock by a month.
+// The renewal's invoice.created reaches the server, which adds the month's calls to the draft; the
+// delivery's response in the dashboard reads {"outcome":"billed","invoice":"in_…","lines_added":1,…}.
+// The bearer token stands in for your authentication (see demoAccount).
+//
 // Other settings: ADDR (default :4242) and STRIPE_API_URL (another API base URL, such as a
 // stripe-mock). Customers are mapped to meter accounts through the subscription's metadata
 // "meter_account", or failing that the customer's. Usage lives in the Unimeter cluster named by
@@ -18,12 +29,14 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -67,22 +80,35 @@ func configFromEnv() (config, error) {
 	return c, nil
 }
 
-// newServer wires meterbill: the meter, the plan, Stripe, the resolvers and the handler.
-func newServer(ctx context.Context, c config, logger *slog.Logger) (http.Handler, meterbill.Meter, error) {
+// server is the wired app: its routes, the meter, and the recorder to close at shutdown.
+type server struct {
+	handler http.Handler
+	meter   meterbill.Meter
+	rec     *meterbill.Recorder
+}
+
+// newServer wires meterbill: the meter, the plan, the recorder and a small metered API, Stripe,
+// the resolvers and the webhook handler.
+func newServer(ctx context.Context, c config, logger *slog.Logger) (*server, error) {
 	var meter meterbill.Meter = meterbill.NewMemoryMeter()
 	if len(c.nodes) > 0 {
 		um, err := meterbill.DialUnimeter(ctx, c.nodes, meterbill.WithLogger(logger))
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		meter = um
 	}
 	plan, err := meterbill.NewPlan(prices...)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	if err := meter.Define(ctx, plan.Metrics()...); err != nil {
-		return nil, nil, err
+	rec, err := meterbill.NewRecorder(ctx, meter, plan.Metrics(), meterbill.WithLogger(logger)) // defines the metrics
+	if err != nil {
+		return nil, err
+	}
+	usage, err := meterbill.NewMiddleware(rec, "api_calls", demoAccount, meterbill.WithLogger(logger))
+	if err != nil {
+		return nil, err
 	}
 	stripeOpts := []meterbill.Option{meterbill.WithLogger(logger)}
 	if c.apiURL != "" {
@@ -90,21 +116,53 @@ func newServer(ctx context.Context, c config, logger *slog.Logger) (http.Handler
 	}
 	sc, err := meterbill.NewStripeClient(c.apiKey, stripeOpts...)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	byCustomer, err := meterbill.CustomerMetadataAccount(sc, "meter_account")
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	resolver := meterbill.FirstAccount(meterbill.SubscriptionMetadataAccount("meter_account"), byCustomer)
 	webhook, err := meterbill.NewHandler(meter, sc, resolver, plan, c.secrets, meterbill.WithLogger(logger))
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	mux := http.NewServeMux()
 	mux.Handle("POST /webhook", webhook)
+	// The metered API: each successful call counts one api_calls event for the caller.
+	mux.Handle("POST /api/calls", usage(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = fmt.Fprintln(w, `{"called":true}`)
+	})))
+	mux.HandleFunc("GET /api/usage", func(w http.ResponseWriter, r *http.Request) {
+		acct, ok := demoAccount(r)
+		if !ok {
+			http.Error(w, "send Authorization: Bearer demo_<meter account>", http.StatusUnauthorized)
+			return
+		}
+		m := prices[0].Metric
+		u, err := meter.Query(r.Context(), acct, m, m.Bucket(time.Now()))
+		if err != nil {
+			http.Error(w, "meter unavailable", http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(u)
+	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = fmt.Fprintln(w, "ok") })
-	return mux, meter, nil
+	return &server{handler: mux, meter: meter, rec: rec}, nil
+}
+
+// demoAccount stands in for your authentication, for trying the example only: the bearer token
+// "demo_42" is meter account 42, so anyone can bill any account. A real app takes the account
+// from the caller it authenticated.
+func demoAccount(r *http.Request) (uint64, bool) {
+	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer demo_")
+	if !ok {
+		return 0, false
+	}
+	acct, err := strconv.ParseUint(token, 10, 64)
+	return acct, err == nil && acct > 0
 }
 
 func main() {
@@ -122,11 +180,11 @@ func run(logger *slog.Logger) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	handler, _, err := newServer(ctx, c, logger)
+	app, err := newServer(ctx, c, logger)
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Addr: c.addr, Handler: handler, ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Addr: c.addr, Handler: app.handler, ReadHeaderTimeout: 5 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ListenAndServe() }()
 	logger.Info("listening", "addr", c.addr)
@@ -135,8 +193,9 @@ func run(logger *slog.Logger) error {
 		return err
 	case <-ctx.Done():
 	}
-	// Let in-flight webhooks finish: each is bounded by the handler's deadline (10 s).
+	// Let in-flight webhooks finish (each is bounded by the handler's deadline, 10 s), then
+	// deliver the usage still queued.
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	return srv.Shutdown(shutdownCtx)
+	return errors.Join(srv.Shutdown(shutdownCtx), app.rec.Close(shutdownCtx))
 }

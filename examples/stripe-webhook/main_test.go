@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -30,17 +31,22 @@ func TestSmokeAgainstStripeMock(t *testing.T) {
 	}
 	const secret = "whsec_smoke_0123456789"
 	var logs bytes.Buffer
-	h, meter, err := newServer(context.Background(), config{apiKey: "sk_test_123", apiURL: mock, secrets: []string{secret}}, slog.New(slog.NewJSONHandler(&logs, nil)))
+	app, err := newServer(context.Background(), config{apiKey: "sk_test_123", apiURL: mock, secrets: []string{secret}}, slog.New(slog.NewJSONHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(h)
+	defer func() { _ = app.rec.Close(context.Background()) }()
+	srv := httptest.NewServer(app.handler)
 	defer srv.Close()
 
-	march := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
-	if _, err := meter.Ingest(context.Background(), []meterbill.Event{{Account: 7, Metric: "api_calls", Value: meterbill.Units(1), Time: march.Add(time.Hour)}}); err != nil {
+	// Usage through the example's own metered endpoint, this month; the invoice is this month's.
+	for range 3 {
+		call(t, srv.URL+"/api/calls", http.MethodPost, "Bearer demo_7")
+	}
+	if err := app.rec.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	march := meterbill.Metric{Code: "api_calls", Aggregation: meterbill.Count, Period: meterbill.Calendar, CycleDay: 1}.Bucket(time.Now()).Start
 	payload, _ := json.Marshal(map[string]any{"id": "evt_smoke", "type": "invoice.created", "api_version": "2025-08-27.basil",
 		"data": map[string]any{"object": map[string]any{"id": "in_smoke", "object": "invoice", "customer": "cus_smoke", "currency": "usd",
 			"status": "draft", "period_start": march.Unix(), "period_end": march.AddDate(0, 1, 0).Unix(),
@@ -52,11 +58,77 @@ func TestSmokeAgainstStripeMock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, _ = io.Copy(io.Discard, resp.Body)
+	body, _ := io.ReadAll(resp.Body)
 	_ = resp.Body.Close()
 	if resp.StatusCode != http.StatusOK || !bytes.Contains(logs.Bytes(), []byte(`"outcome":"billed"`)) {
 		t.Errorf("status %d; logs:\n%s", resp.StatusCode, logs.String())
 	}
+	if !bytes.Contains(body, []byte(`"outcome":"billed","invoice":"in_smoke","lines_added":1`)) {
+		t.Errorf("answer %q, want the outcome for Stripe's dashboard", body)
+	}
+}
+
+// TestMeteredAPI: calls to the example's API are recorded for the caller's account, and
+// /api/usage shows them; a call without the demo token is served nothing and records nothing.
+func TestMeteredAPI(t *testing.T) {
+	app, err := newServer(context.Background(), config{apiKey: "sk_test_123", apiURL: "http://127.0.0.1:1", secrets: []string{"whsec_test_0123456789"}}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = app.rec.Close(context.Background()) }()
+	srv := httptest.NewServer(app.handler)
+	defer srv.Close()
+	tests := []struct {
+		name       string
+		auth       string
+		calls      int
+		wantStatus int
+	}{
+		{name: "account 7", auth: "Bearer demo_7", calls: 3, wantStatus: http.StatusOK},
+		{name: "account 8", auth: "Bearer demo_8", calls: 1, wantStatus: http.StatusOK},
+		{name: "no account", auth: "", calls: 2, wantStatus: http.StatusOK}, // served, not metered
+	}
+	for _, tt := range tests {
+		for range tt.calls {
+			if got := call(t, srv.URL+"/api/calls", http.MethodPost, tt.auth).StatusCode; got != tt.wantStatus {
+				t.Fatalf("%s: status %d, want %d", tt.name, got, tt.wantStatus)
+			}
+		}
+	}
+	if err := app.rec.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range tests[:2] {
+		resp := call(t, srv.URL+"/api/usage", http.MethodGet, tt.auth)
+		var u meterbill.Usage
+		if err := json.NewDecoder(resp.Body).Decode(&u); err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		if got := u.Value.String(); got != strconv.Itoa(tt.calls) {
+			t.Errorf("%s: usage %s, want %d", tt.name, got, tt.calls)
+		}
+	}
+	if st := app.rec.Stats(); st.Enqueued != 4 {
+		t.Errorf("recorded %d events, want 4 (the calls without an account are not metered)", st.Enqueued)
+	}
+	if got := call(t, srv.URL+"/api/usage", http.MethodGet, "").StatusCode; got != http.StatusUnauthorized {
+		t.Errorf("usage without the demo token: %d, want 401", got)
+	}
+}
+
+func call(t *testing.T, url, method, auth string) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, nil)
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = io.Copy(io.Discard, resp.Body); _ = resp.Body.Close() })
+	return resp
 }
 
 func TestConfigFromEnv(t *testing.T) {
