@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/shopspring/decimal"
+	"github.com/stripe/stripe-go/v82"
 
 	"github.com/meterbill/meterbill/internal/backoff"
 	"github.com/meterbill/meterbill/internal/billing"
@@ -651,7 +652,9 @@ type StripeAPI struct {
 // a restricted key needs read access to customers and invoices and write access to invoice
 // items). Every request it sends (each page, each retry) is held to one budget
 // ([WithStripeRateLimit]), so every handler, BillInvoice and resolver that shares the client
-// shares it. Options: [WithStripeURL], [WithHTTPClient], [WithStripeRateLimit], [WithLogger].
+// shares it. To bring a stripe-go client of your own, use [NewStripeClientFrom]. Options:
+// [WithStripeURL], [WithHTTPClient], [WithStripeRateLimit], [WithStripeAccount],
+// [WithItemParams], [WithLogger].
 func NewStripeClient(apiKey string, opts ...Option) (*StripeAPI, error) {
 	if !strings.HasPrefix(apiKey, "sk_") && !strings.HasPrefix(apiKey, "rk_") {
 		return nil, errors.New("meterbill: NewStripeClient needs a secret (sk_…) or restricted (rk_…) API key")
@@ -667,11 +670,42 @@ func NewStripeClient(apiKey string, opts ...Option) (*StripeAPI, error) {
 			perSecond = 80 // 80% of live mode's 100
 		}
 	}
-	var limiter *stripeapi.Limiter
-	if perSecond > 0 {
-		limiter = stripeapi.NewLimiter(perSecond)
+	c := stripeapi.New(apiKey, o.stripeURL, o.httpClient, o.logger, newLimiter(perSecond))
+	c.Account, c.ItemHook = o.stripeAcct, o.itemParams
+	return &StripeAPI{c: c}, nil
+}
+
+// NewStripeClientFrom returns a Stripe client over a stripe-go v82 client you configured: its
+// backends (HTTP client, URL, retries, telemetry, logging) stay yours. meterbill still sets an
+// idempotency key on every write. Each call is held to one budget ([WithStripeRateLimit], 20 a
+// second by default), and counted as one request in [Report.StripeRequests], since the client's
+// transport is not meterbill's to watch: a list's further pages are neither held nor counted.
+// If you set MaxNetworkRetries, the SDK retries with the same idempotency key, which is safe;
+// meterbill's own retries of 409, 429 and 5xx come on top. Options: [WithStripeRateLimit],
+// [WithStripeAccount], [WithItemParams].
+func NewStripeClientFrom(client *stripe.Client, opts ...Option) (*StripeAPI, error) {
+	if client == nil {
+		return nil, errors.New("meterbill: NewStripeClientFrom needs a stripe-go client")
 	}
-	return &StripeAPI{c: stripeapi.New(apiKey, o.stripeURL, o.httpClient, o.logger, limiter)}, nil
+	o, err := newOptions(forStripeClientFrom, opts)
+	if err != nil {
+		return nil, err
+	}
+	perSecond := o.stripeRate
+	if perSecond == 0 {
+		perSecond = 20
+	}
+	c := stripeapi.Wrap(client, newLimiter(perSecond))
+	c.Account, c.ItemHook = o.stripeAcct, o.itemParams
+	return &StripeAPI{c: c}, nil
+}
+
+// newLimiter returns a budget of perSecond requests a second, or none for -1.
+func newLimiter(perSecond int) *stripeapi.Limiter {
+	if perSecond > 0 {
+		return stripeapi.NewLimiter(perSecond)
+	}
+	return nil
 }
 
 // Invoice implements [StripeClient].
@@ -1040,9 +1074,9 @@ func (k *keyedMutex) lock(key string) (unlock func()) {
 // ("whsec_…"); list both the old and the new one while you roll a secret. Options:
 // [WithMaxBodyBytes], [WithTolerance], [WithDeadline], [WithZeroUsageLines],
 // [WithErrorHandler], [WithReportHook], [WithObserver], [WithLogger].
-func NewHandler(meter Meter, stripe StripeClient, resolver AccountResolver, pricer Pricer, secretList []string, opts ...Option) (*Handler, error) {
+func NewHandler(meter Meter, stripeClient StripeClient, resolver AccountResolver, pricer Pricer, secretList []string, opts ...Option) (*Handler, error) {
 	switch {
-	case meter == nil || stripe == nil || resolver == nil || pricer == nil:
+	case meter == nil || stripeClient == nil || resolver == nil || pricer == nil:
 		return nil, errors.New("meterbill: NewHandler needs a meter, a Stripe client, a resolver and a pricer")
 	case len(secretList) == 0:
 		return nil, errors.New("meterbill: NewHandler needs the endpoint's signing secret")
@@ -1060,7 +1094,7 @@ func NewHandler(meter Meter, stripe StripeClient, resolver AccountResolver, pric
 		return nil, errors.New("meterbill: the pricer bills no metric")
 	}
 	h := &Handler{
-		meter: observedMeter{Meter: meter, obs: o.observer}, stripe: observedStripe{StripeClient: stripe, obs: o.observer, log: o.logger},
+		meter: observedMeter{Meter: meter, obs: o.observer}, stripe: observedStripe{StripeClient: stripeClient, obs: o.observer, log: o.logger},
 		resolver: resolver, pricer: pricer,
 		secrets: newSecrets(secretList), o: o,
 		backoff: backoff.Policy{Base: o.retryBase, Max: o.retryMax},

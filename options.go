@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/stripe/stripe-go/v82"
 )
 
 // Option configures a constructor. Each option documents the constructor it applies to and its
@@ -21,6 +23,7 @@ type scope uint8
 const (
 	forHandler scope = 1 << iota
 	forStripeClient
+	forStripeClientFrom
 	forCustomerResolver
 	forRecorder
 	forMiddleware
@@ -57,6 +60,8 @@ type options struct {
 	reportHook   func(*Report)
 	stripeURL    string
 	stripeRate   int
+	stripeAcct   string
+	itemParams   func(*stripe.InvoiceItemCreateParams)
 	httpClient   *http.Client
 	cacheSize    int
 	cacheTTL     time.Duration
@@ -287,10 +292,30 @@ func WithHTTPClient(c *http.Client) Option {
 // of up to perSecond), shared by everything that uses the client; a 429 halves the rate and
 // pauses for Stripe's Retry-After, and the rate recovers as requests succeed. Stripe allows 100
 // requests a second in live mode and 25 in test mode across the account: leave your app's own
-// Stripe calls their share. -1 turns the limit off. It applies to [NewStripeClient]. Defaults
-// to 80 a second for a live key (sk_live_, rk_live_) and 20 for any other.
+// Stripe calls their share. -1 turns the limit off. It applies to [NewStripeClient] and
+// [NewStripeClientFrom] (which holds each call, not each page, to it). Defaults to 80 a second
+// for a live key (sk_live_, rk_live_) and 20 for any other; to 20 for NewStripeClientFrom.
 func WithStripeRateLimit(perSecond int) Option {
-	return option{"WithStripeRateLimit", forStripeClient, func(o *options) { o.stripeRate = perSecond }}
+	return option{"WithStripeRateLimit", forStripeClient | forStripeClientFrom, func(o *options) { o.stripeRate = perSecond }}
+}
+
+// WithStripeAccount makes every request act on a connected account (Connect's Stripe-Account
+// header): a platform bills a connected account's customers with a client per account. It
+// applies to [NewStripeClient] and [NewStripeClientFrom]. Defaults to the key's own account.
+func WithStripeAccount(accountID string) Option {
+	return option{"WithStripeAccount", forStripeClient | forStripeClientFrom, func(o *options) { o.stripeAcct = accountID }}
+}
+
+// WithItemParams adds fields meterbill does not own to every invoice item it creates: a tax
+// code and behavior, tax rates, discountable, discounts, or a product (params.PriceData with
+// only its Product and TaxBehavior). f runs on empty parameters before meterbill sets its own
+// fields, which it then sets whatever f put there: the customer, currency, description, invoice,
+// period, amount (quantity and exact unit amount), its metadata keys (f's other keys are kept),
+// the idempotency key and the account; subscription and pricing are cleared. With a product, the
+// unit amount goes in price_data, so Stripe computes the same amount. f must be safe for
+// concurrent use. It applies to [NewStripeClient] and [NewStripeClientFrom].
+func WithItemParams(f func(params *stripe.InvoiceItemCreateParams)) Option {
+	return option{"WithItemParams", forStripeClient | forStripeClientFrom, func(o *options) { o.itemParams = f }}
 }
 
 // WithCache bounds the customer-metadata cache: at most size customers, each kept for ttl. A

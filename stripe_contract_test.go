@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stripe/stripe-go/v82"
+
 	"github.com/meterbill/meterbill"
 	"github.com/meterbill/meterbill/internal/ledger"
 )
@@ -33,6 +35,19 @@ func stripeMock(t *testing.T) string {
 func TestStripeContract(t *testing.T) {
 	base := stripeMock(t)
 	sc, err := meterbill.NewStripeClient("sk_test_123", meterbill.WithStripeURL(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	withItems, err := meterbill.NewStripeClient("sk_test_123", meterbill.WithStripeURL(base), meterbill.WithItemParams(func(p *stripe.InvoiceItemCreateParams) {
+		p.TaxCode, p.TaxBehavior, p.Discountable = stripe.String("txcd_10000000"), stripe.String("exclusive"), stripe.Bool(false)
+		p.PriceData = &stripe.InvoiceItemCreatePriceDataParams{Product: stripe.String("prod_123"), TaxBehavior: stripe.String("exclusive")}
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	own, err := meterbill.NewStripeClientFrom(stripe.NewClient("sk_test_123", stripe.WithBackends(stripe.NewBackendsWithConfig(&stripe.BackendConfig{
+		URL: stripe.String(base), MaxNetworkRetries: stripe.Int64(0), LeveledLogger: &stripe.LeveledLogger{Level: stripe.LevelNull}}))),
+		meterbill.WithStripeAccount("acct_123"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,6 +92,18 @@ func TestStripeContract(t *testing.T) {
 		{name: "create an invoice item with a quantity and an exact unit price", call: func() error {
 			_, err := sc.CreateInvoiceItem(ctx, meterbill.InvoiceItem{Customer: "cus_123", Invoice: "in_123", Currency: "usd", Description: "API calls: 3100", Amount: 310,
 				Quantity: 3100, UnitAmountDecimal: "0.1", PeriodStart: from, PeriodEnd: to, Metadata: md}, "meterbill-contract-4")
+			return err
+		}},
+		{name: "create an invoice item with tax fields and a product (WithItemParams)", call: func() error {
+			_, err := withItems.CreateInvoiceItem(ctx, meterbill.InvoiceItem{Customer: "cus_123", Invoice: "in_123", Currency: "usd", Description: "API calls: 3100", Amount: 310,
+				Quantity: 3100, UnitAmountDecimal: "0.1", PeriodStart: from, PeriodEnd: to, Metadata: md}, "meterbill-contract-5")
+			return err
+		}},
+		{name: "own stripe-go client, on a connected account", call: func() error {
+			_, err := own.CreateInvoiceItem(ctx, meterbill.InvoiceItem{Customer: "cus_123", Invoice: "in_123", Currency: "usd", Description: "API calls: 1234", Amount: 123, PeriodStart: from, PeriodEnd: to, Metadata: md}, "meterbill-contract-6")
+			if err == nil {
+				_, err = own.InvoiceItems(ctx, "cus_123", from)
+			}
 			return err
 		}},
 		{name: "create a pending invoice item", call: func() error {

@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"slices"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -83,7 +85,56 @@ func (e *Error) Unwrap() error { return e.Err }
 
 // Client calls Stripe through stripe-go.
 type Client struct {
-	sc *stripe.Client
+	sc      *stripe.Client
+	perCall *Limiter // a caller's client: the budget is held once per call (its transport is not ours)
+
+	// Account, when set, is the connected account every request acts on (the Stripe-Account
+	// header of Connect).
+	Account string
+	// ItemHook, when set, adds fields to every invoice item created, before the fields
+	// meterbill owns are set (see CreateInvoiceItem).
+	ItemHook func(*stripe.InvoiceItemCreateParams)
+}
+
+// Wrap returns a client over a stripe-go client the caller configured (its backends, retries,
+// telemetry and logging stay as they are). Requests are not counted by page, and limiter (nil:
+// none) holds each call, not each page of a list, to its budget.
+func Wrap(sc *stripe.Client, limiter *Limiter) *Client {
+	return &Client{sc: sc, perCall: limiter}
+}
+
+// begin holds a call to the per-call budget, if any.
+func (c *Client) begin(ctx context.Context, op string) error {
+	if c.perCall == nil {
+		return nil
+	}
+	if err := c.perCall.wait(ctx); err != nil {
+		return wrap(op, err)
+	}
+	return nil
+}
+
+// end feeds a call's answer back to the per-call budget, so that a 429 slows it down.
+func (c *Client) end(err error) {
+	if c.perCall == nil {
+		return
+	}
+	status, retryAfter := http.StatusOK, ""
+	var se *stripe.Error
+	if errors.As(err, &se) {
+		status = se.HTTPStatusCode
+		if se.LastResponse != nil {
+			retryAfter = se.LastResponse.Header.Get("Retry-After")
+		}
+	}
+	c.perCall.answered(status, retryAfter)
+}
+
+// scope sets the connected account on a request's parameters.
+func (c *Client) scope(p interface{ SetStripeAccount(string) }) {
+	if c.Account != "" {
+		p.SetStripeAccount(c.Account)
+	}
 }
 
 // New returns a client for key. url "" means Stripe's API; hc nil means a 30 s timeout client;
@@ -144,7 +195,13 @@ func (t countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 
 // Invoice retrieves an invoice.
 func (c *Client) Invoice(ctx context.Context, id string) (Invoice, error) {
-	inv, err := c.sc.V1Invoices.Retrieve(ctx, id, nil)
+	if err := c.begin(ctx, "retrieve invoice"); err != nil {
+		return Invoice{}, err
+	}
+	params := &stripe.InvoiceRetrieveParams{}
+	c.scope(params)
+	inv, err := c.sc.V1Invoices.Retrieve(ctx, id, params)
+	c.end(err)
 	if err != nil {
 		return Invoice{}, wrap("retrieve invoice", err)
 	}
@@ -191,7 +248,13 @@ func (c *Client) Invoices(ctx context.Context, customer, subscription, status st
 	if !since.IsZero() {
 		params.CreatedRange = &stripe.RangeQueryParams{GreaterThanOrEqual: since.Unix()}
 	}
-	return collect(c.sc.V1Invoices.List(ctx, params), "list invoices", invoiceOf)
+	c.scope(params)
+	if err := c.begin(ctx, "list invoices"); err != nil {
+		return nil, err
+	}
+	out, err := collect(c.sc.V1Invoices.List(ctx, params), "list invoices", invoiceOf)
+	c.end(err)
+	return out, err
 }
 
 // collect reads every page of a list, converting each object; op names the call in an error.
@@ -229,7 +292,12 @@ func (c *Client) CreateInvoice(ctx context.Context, n NewInvoice, key string) (I
 		params.PendingInvoiceItemsBehavior = stripe.String("exclude")
 	}
 	params.SetIdempotencyKey(key)
+	c.scope(params)
+	if err := c.begin(ctx, "create invoice"); err != nil {
+		return Invoice{}, err
+	}
 	inv, err := c.sc.V1Invoices.Create(ctx, params)
+	c.end(err)
 	if err != nil {
 		return Invoice{}, wrap("create invoice", err)
 	}
@@ -238,7 +306,13 @@ func (c *Client) CreateInvoice(ctx context.Context, n NewInvoice, key string) (I
 
 // FinalizeInvoice finalizes a draft invoice, with automatic collection on.
 func (c *Client) FinalizeInvoice(ctx context.Context, id string) (Invoice, error) {
-	inv, err := c.sc.V1Invoices.FinalizeInvoice(ctx, id, &stripe.InvoiceFinalizeInvoiceParams{AutoAdvance: stripe.Bool(true)})
+	params := &stripe.InvoiceFinalizeInvoiceParams{AutoAdvance: stripe.Bool(true)}
+	c.scope(params)
+	if err := c.begin(ctx, "finalize invoice"); err != nil {
+		return Invoice{}, err
+	}
+	inv, err := c.sc.V1Invoices.FinalizeInvoice(ctx, id, params)
+	c.end(err)
 	if err != nil {
 		return Invoice{}, wrap("finalize invoice", err)
 	}
@@ -247,7 +321,13 @@ func (c *Client) FinalizeInvoice(ctx context.Context, id string) (Invoice, error
 
 // Subscription retrieves a subscription.
 func (c *Client) Subscription(ctx context.Context, id string) (Subscription, error) {
-	sub, err := c.sc.V1Subscriptions.Retrieve(ctx, id, nil)
+	params := &stripe.SubscriptionRetrieveParams{}
+	c.scope(params)
+	if err := c.begin(ctx, "retrieve subscription"); err != nil {
+		return Subscription{}, err
+	}
+	sub, err := c.sc.V1Subscriptions.Retrieve(ctx, id, params)
+	c.end(err)
 	if err != nil {
 		return Subscription{}, wrap("retrieve subscription", err)
 	}
@@ -263,7 +343,13 @@ func (c *Client) Subscription(ctx context.Context, id string) (Subscription, err
 
 // CustomerMetadata retrieves a customer's metadata.
 func (c *Client) CustomerMetadata(ctx context.Context, id string) (map[string]string, error) {
-	cu, err := c.sc.V1Customers.Retrieve(ctx, id, nil)
+	params := &stripe.CustomerRetrieveParams{}
+	c.scope(params)
+	if err := c.begin(ctx, "retrieve customer"); err != nil {
+		return nil, err
+	}
+	cu, err := c.sc.V1Customers.Retrieve(ctx, id, params)
+	c.end(err)
 	if err != nil {
 		return nil, wrap("retrieve customer", err)
 	}
@@ -278,24 +364,57 @@ func (c *Client) InvoiceItems(ctx context.Context, customer string, since time.T
 	if !since.IsZero() {
 		params.CreatedRange = &stripe.RangeQueryParams{GreaterThanOrEqual: since.Unix()}
 	}
-	return collect(c.sc.V1InvoiceItems.List(ctx, params), "list invoice items", fromStripe)
+	c.scope(params)
+	if err := c.begin(ctx, "list invoice items"); err != nil {
+		return nil, err
+	}
+	out, err := collect(c.sc.V1InvoiceItems.List(ctx, params), "list invoice items", fromStripe)
+	c.end(err)
+	return out, err
 }
 
 // CreateInvoiceItem creates an item under an idempotency key. An item without Invoice is
 // pending: Stripe puts it on the customer's next invoice.
+//
+// ItemHook runs first, on empty parameters. Then the fields meterbill owns are set, whatever the
+// hook put there: the customer, currency, description, invoice and period; the amount (or the
+// quantity and exact unit amount); metadata keys of meterbill's (others the hook set are kept);
+// and the idempotency key and account. Where the item goes is meterbill's too: subscription
+// and pricing are cleared. A product set by the hook (price_data[product]) is
+// kept: the item's unit amount then goes in price_data, so that Stripe computes the same amount.
 func (c *Client) CreateInvoiceItem(ctx context.Context, it Item, key string) (Item, error) {
-	params := &stripe.InvoiceItemCreateParams{
-		Customer:    stripe.String(it.Customer),
-		Currency:    stripe.String(it.Currency),
-		Description: stripe.String(it.Description),
-		Metadata:    it.Metadata,
+	params := &stripe.InvoiceItemCreateParams{}
+	if c.ItemHook != nil {
+		c.ItemHook(params)
 	}
-	if it.Quantity > 0 {
+	params.Customer, params.Currency, params.Description = stripe.String(it.Customer), stripe.String(it.Currency), stripe.String(it.Description)
+	params.Subscription, params.Pricing = nil, nil
+	params.Amount, params.Quantity, params.UnitAmountDecimal = nil, nil, nil
+	if len(params.Metadata) > 0 {
+		md := make(map[string]string, len(params.Metadata)+len(it.Metadata))
+		maps.Copy(md, params.Metadata)
+		maps.Copy(md, it.Metadata)
+		params.Metadata = md
+	} else {
+		params.Metadata = it.Metadata
+	}
+	quantity, unit := it.Quantity, it.UnitAmountDecimal
+	if quantity <= 0 {
+		quantity, unit = 1, strconv.FormatInt(it.Amount, 10)
+	}
+	switch {
+	case params.PriceData != nil: // the hook names a product: the amount goes in price_data
+		params.PriceData.Currency = stripe.String(it.Currency)
+		params.PriceData.UnitAmount, params.PriceData.UnitAmountDecimal = nil, nil
+		params.AddExtra("price_data[unit_amount_decimal]", unit) // exact: stripe-go's field is a float64
+		params.Quantity = stripe.Int64(quantity)
+	case it.Quantity > 0:
 		params.Quantity = stripe.Int64(it.Quantity)
 		params.AddExtra("unit_amount_decimal", it.UnitAmountDecimal) // exact: stripe-go's field is a float64
-	} else {
+	default:
 		params.Amount = stripe.Int64(it.Amount)
 	}
+	params.Invoice, params.Period = nil, nil
 	if it.Invoice != "" {
 		params.Invoice = stripe.String(it.Invoice)
 	}
@@ -306,7 +425,13 @@ func (c *Client) CreateInvoiceItem(ctx context.Context, it Item, key string) (It
 		}
 	}
 	params.SetIdempotencyKey(key)
+	params.StripeAccount = nil
+	c.scope(params)
+	if err := c.begin(ctx, "create invoice item"); err != nil {
+		return Item{}, err
+	}
 	ii, err := c.sc.V1InvoiceItems.Create(ctx, params)
+	c.end(err)
 	if err != nil {
 		return Item{}, wrap("create invoice item", err)
 	}

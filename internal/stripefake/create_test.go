@@ -159,10 +159,10 @@ func TestCreateItem(t *testing.T) {
 			name: "a Stripe parameter the fake does not model",
 			params: func() *stripe.InvoiceItemCreateParams {
 				p := usd(1, "", "")
-				p.TaxRates = []*string{stripe.String("txr_1")}
+				p.Subscription = stripe.String("sub_1")
 				return p
 			}(),
-			wantErr: badRequest("parameter_unknown", "tax_rates[0]"),
+			wantErr: badRequest("parameter_unknown", "subscription"),
 		},
 		{
 			name:    "neither amount nor unit_amount_decimal",

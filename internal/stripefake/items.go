@@ -28,13 +28,19 @@ var createParamNames = map[string]bool{
 	"customer": true, "invoice": true, "currency": true, "amount": true,
 	"unit_amount_decimal": true, "quantity": true, "description": true,
 	"discountable": true, "period[start]": true, "period[end]": true,
+	"tax_code": true, "tax_behavior": true, "price_data[product]": true, "price_data[currency]": true,
+	"price_data[unit_amount_decimal]": true, "price_data[tax_behavior]": true,
 }
+
+// extraParamNames are the modeled parameters the fake keeps in Item.Extra as sent:
+// tax_rates[…] are kept too, comma-joined under "tax_rates".
+var extraParamNames = []string{"discountable", "tax_code", "tax_behavior", "price_data[product]", "price_data[tax_behavior]"}
 
 // unmodeledCreateParams are parameters of POST /v1/invoiceitems that Stripe
 // accepts in API 2025-08-27.basil and the fake does not model.
 var unmodeledCreateParams = map[string]bool{
 	"customer_account": true, "discounts": true, "price_data": true, "pricing": true,
-	"subscription": true, "tax_behavior": true, "tax_code": true, "tax_rates": true,
+	"subscription": true,
 }
 
 // createParams are the validated parameters of an invoice item create.
@@ -45,6 +51,7 @@ type createParams struct {
 	hasPeriod                                bool
 	periodStart, periodEnd                   int64
 	metadata                                 map[string]string
+	extra                                    map[string]string
 }
 
 // createItem serves POST /v1/invoiceitems.
@@ -91,6 +98,7 @@ func (s *Server) createItem(form url.Values, key string) response {
 			PeriodStart:       p.periodStart,
 			PeriodEnd:         p.periodEnd,
 			Metadata:          p.metadata,
+			Extra:             p.extra,
 			Created:           now,
 			IdempotencyKey:    key,
 		},
@@ -131,7 +139,7 @@ func parseCreate(form url.Values) (createParams, response, bool) {
 	for _, name := range sortedKeys(form) {
 		base, _, _ := strings.Cut(name, "[")
 		switch {
-		case createParamNames[name], isExpand(name), strings.HasPrefix(name, "metadata["):
+		case createParamNames[name], isExpand(name), strings.HasPrefix(name, "metadata["), strings.HasPrefix(name, "tax_rates["):
 		case name == "metadata":
 			if form.Get(name) != "" {
 				return p, badParam("", "metadata", "Invalid object: metadata must be a hash of keys and values."), false
@@ -157,8 +165,32 @@ func parseCreate(form url.Values) (createParams, response, bool) {
 	p.invoice = form.Get("invoice")
 	p.description = form.Get("description")
 
-	if res, ok = parseAmount(form, &p); !ok {
+	if form.Has("price_data[product]") || form.Has("price_data[currency]") || form.Has("price_data[unit_amount_decimal]") {
+		if res, ok = parsePriceData(form, &p); !ok {
+			return p, res, false
+		}
+	} else if res, ok = parseAmount(form, &p); !ok {
 		return p, res, false
+	}
+	for _, name := range extraParamNames {
+		if form.Has(name) {
+			if p.extra == nil {
+				p.extra = map[string]string{}
+			}
+			p.extra[name] = form.Get(name)
+		}
+	}
+	var rates []string
+	for _, name := range sortedKeys(form) {
+		if strings.HasPrefix(name, "tax_rates[") {
+			rates = append(rates, form.Get(name))
+		}
+	}
+	if len(rates) > 0 {
+		if p.extra == nil {
+			p.extra = map[string]string{}
+		}
+		p.extra["tax_rates"] = strings.Join(rates, ",")
 	}
 	if res, ok = parsePeriod(form, &p); !ok {
 		return p, res, false
@@ -222,6 +254,25 @@ func parseAmount(form url.Values, p *createParams) (response, bool) {
 	}
 	p.amount, p.unitAmountDecimal = a, d.String()
 	return response{}, true
+}
+
+// parsePriceData sets the amount from price_data (a product's price made inline): quantity ×
+// price_data[unit_amount_decimal], in price_data[currency], which must be the item's currency.
+// amount and unit_amount_decimal cannot come with it.
+func parsePriceData(form url.Values, p *createParams) (response, bool) {
+	switch {
+	case form.Has("amount") || form.Has("unit_amount_decimal"):
+		return badParam("parameters_exclusive", "price_data", "You may only specify one of these parameters: amount, price_data, unit_amount_decimal."), false
+	case form.Get("price_data[product]") == "":
+		return badParam("parameter_missing", "price_data[product]", "Missing required param: price_data[product]."), false
+	case form.Get("price_data[currency]") != p.currency:
+		return badParam("", "price_data[currency]", "price_data[currency] must be the currency of the invoice item."), false
+	}
+	sub := url.Values{"unit_amount_decimal": form["price_data[unit_amount_decimal]"]}
+	if form.Has("quantity") {
+		sub["quantity"] = form["quantity"]
+	}
+	return parseAmount(sub, p)
 }
 
 // parsePeriod sets the period from period[start] and period[end], which come

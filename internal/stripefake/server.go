@@ -93,7 +93,7 @@ type handler func(form url.Values, key string) response
 func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 	form, formErr := readForm(r)
 	key := strings.TrimSpace(r.Header.Get("Idempotency-Key"))
-	reqID, idx := s.record(r.Method, r.URL.Path, key, form)
+	reqID, idx := s.record(r.Method, r.URL.Path, key, r.Header.Get("Stripe-Account"), form)
 
 	res := s.serve(r, key, form, formErr)
 
@@ -280,7 +280,7 @@ func checkAuth(r *http.Request) (response, bool) {
 }
 
 // record appends a request to the log and returns its Request-Id and index.
-func (s *Server) record(method, path, key string, form url.Values) (string, int) {
+func (s *Server) record(method, path, key, account string, form url.Values) (string, int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.lastReq++
@@ -288,6 +288,7 @@ func (s *Server) record(method, path, key string, form url.Values) (string, int)
 		Method:         method,
 		Path:           path,
 		IdempotencyKey: key,
+		StripeAccount:  account,
 		Form:           cloneValues(form),
 	})
 	return fmt.Sprintf("req_fake%08d", s.lastReq), len(s.requests) - 1

@@ -50,13 +50,18 @@ type Item struct {
 	UnitAmountDecimal      string
 	PeriodStart, PeriodEnd int64
 	Metadata               map[string]string
-	Created                int64
-	IdempotencyKey         string // the key it was created under, if any
+	// Extra holds the parameters the fake keeps as sent, without modeling them further:
+	// discountable, tax_code, tax_behavior, tax_rates (comma-joined), price_data[product] and
+	// price_data[tax_behavior]. nil when none was sent.
+	Extra          map[string]string
+	Created        int64
+	IdempotencyKey string // the key it was created under, if any
 }
 
 // Request is one HTTP request the fake received.
 type Request struct {
 	Method, Path, IdempotencyKey string
+	StripeAccount                string     // the Stripe-Account header (Connect), if any
 	Form                         url.Values // the body of a POST, the query otherwise
 	Status                       int        // the status answered; 0 while still running
 }
