@@ -14,10 +14,8 @@
 package main
 
 import (
-	"bytes"
 	"cmp"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log"
@@ -31,10 +29,9 @@ import (
 	"time"
 
 	"github.com/shopspring/decimal"
-	"github.com/stripe/stripe-go/v82/webhook"
 
 	"github.com/meterbill/meterbill"
-	"github.com/meterbill/meterbill/internal/stripefake"
+	"github.com/meterbill/meterbill/meterbilltest"
 )
 
 // The billed metrics: what the meter aggregates and how it buckets time.
@@ -112,7 +109,7 @@ func main() {
 }
 
 // inspector lets a test look at the pipeline's state before it is torn down.
-type inspector func(meter meterbill.Meter, plan *meterbill.Plan, fake *stripefake.Server, invoices []stripefake.Invoice) error
+type inspector func(meter meterbill.Meter, plan *meterbill.Plan, fake *meterbilltest.Stripe, invoices []meterbilltest.Invoice) error
 
 // run runs the whole pipeline and prints it to out. scale divides the customers' API calls a
 // day (1 is the full 1.7 million events; the tests run lighter, the CI runs the full job).
@@ -167,24 +164,27 @@ func run(ctx context.Context, out io.Writer, scale int, inspect inspector) error
 	// 5. Stripe, played by an in-process fake of its API: each customer and subscription, and
 	// as drafts the April renewals and Initech's first invoice (it subscribed on April 20, so its
 	// period runs to May 20). Subscription metadata maps each customer to a meter account.
-	fake := stripefake.New()
+	fake := meterbilltest.NewStripe()
 	defer fake.Close()
 	april := [2]time.Time{time.Date(2026, 4, 1, 0, 0, 0, 0, time.UTC), time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)}
-	var invoices []stripefake.Invoice
+	var invoices []meterbilltest.Invoice
+	var subscriptions []meterbilltest.Subscription
 	for _, c := range customers {
 		fake.AddCustomer(c.stripe, nil)
 		start := cmp.Or(c.subscribed, april[0])
-		fake.AddSubscription(stripefake.Subscription{ID: "sub_" + c.stripe[4:], Customer: c.stripe, StartDate: start.Unix(),
-			Metadata: map[string]string{"meter_account": fmt.Sprint(c.account)}})
+		sub := meterbilltest.Subscription{ID: "sub_" + c.stripe[4:], Customer: c.stripe, StartDate: start.Unix(),
+			Metadata: map[string]string{"meter_account": fmt.Sprint(c.account)}}
+		fake.AddSubscription(sub)
+		subscriptions = append(subscriptions, sub)
 		if !c.canceled.IsZero() {
-			invoices = append(invoices, stripefake.Invoice{}) // its final invoice is meterbill's to make
+			invoices = append(invoices, meterbilltest.Invoice{}) // its final invoice is meterbill's to make
 			continue
 		}
 		period, id := april, "in_"+c.stripe[4:]+"_april"
 		if !c.subscribed.IsZero() {
 			period, id = [2]time.Time{c.subscribed, c.subscribed.AddDate(0, 1, 0)}, "in_"+c.stripe[4:]+"_first"
 		}
-		inv := stripefake.Invoice{ID: id, Customer: c.stripe, Currency: "usd",
+		inv := meterbilltest.Invoice{ID: id, Customer: c.stripe, Currency: "usd",
 			Status: "draft", BillingReason: "subscription_cycle", PeriodStart: period[0].Unix(), PeriodEnd: period[1].Unix(),
 			Subscription: "sub_" + c.stripe[4:], SubscriptionMetadata: map[string]string{"meter_account": fmt.Sprint(c.account)}}
 		fake.AddInvoice(inv)
@@ -219,9 +219,9 @@ func run(ctx context.Context, out io.Writer, scale int, inspect inspector) error
 	for _, i := range []int{0, 1, 2, 0, 0, 3} {
 		c, inv := customers[i], invoices[i]
 		if c.canceled.IsZero() {
-			deliveries = append(deliveries, delivery{"invoice.created", invoiceCreated(inv), inv.ID})
+			deliveries = append(deliveries, delivery{"invoice.created", meterbilltest.InvoiceCreated(inv), inv.ID})
 		} else {
-			deliveries = append(deliveries, delivery{"customer.subscription.deleted", subscriptionDeleted(c, april), "sub_" + c.stripe[4:]})
+			deliveries = append(deliveries, delivery{"customer.subscription.deleted", meterbilltest.SubscriptionDeleted(subscriptions[i], "usd", c.canceled, april[0], april[1]), "sub_" + c.stripe[4:]})
 		}
 	}
 	fmt.Fprintln(out, "Webhook deliveries:")
@@ -370,51 +370,10 @@ func record(ctx context.Context, rec *meterbill.Recorder, c customer, from, to t
 	return total, nil
 }
 
-// invoiceCreated is the invoice.created event Stripe sends for inv.
-func invoiceCreated(inv stripefake.Invoice) []byte {
-	return mustJSON(map[string]any{
-		"id": "evt_" + inv.ID, "object": "event", "api_version": "2025-08-27.basil", "type": "invoice.created",
-		"data": map[string]any{"object": map[string]any{
-			"id": inv.ID, "object": "invoice", "customer": inv.Customer, "currency": inv.Currency, "status": inv.Status,
-			"billing_reason": inv.BillingReason, "period_start": inv.PeriodStart, "period_end": inv.PeriodEnd,
-			"parent": map[string]any{"type": "subscription_details", "subscription_details": map[string]any{
-				"subscription": inv.Subscription, "metadata": inv.SubscriptionMetadata}},
-		}},
-	})
-}
-
-// subscriptionDeleted is the customer.subscription.deleted event Stripe sends when c's
-// subscription ends in the middle of the period (basil keeps the period on the items).
-func subscriptionDeleted(c customer, period [2]time.Time) []byte {
-	return mustJSON(map[string]any{
-		"id": "evt_end_" + c.stripe, "object": "event", "api_version": "2025-08-27.basil", "type": "customer.subscription.deleted",
-		"data": map[string]any{"object": map[string]any{
-			"id": "sub_" + c.stripe[4:], "object": "subscription", "customer": c.stripe, "status": "canceled", "currency": "usd",
-			"metadata": map[string]string{"meter_account": fmt.Sprint(c.account)}, "ended_at": c.canceled.Unix(), "canceled_at": c.canceled.Unix(),
-			"items": map[string]any{"object": "list", "data": []any{map[string]any{
-				"object": "subscription_item", "current_period_start": period[0].Unix(), "current_period_end": period[1].Unix()}}},
-		}},
-	})
-}
-
-func mustJSON(v any) []byte {
-	b, err := json.Marshal(v)
-	if err != nil {
-		panic(err)
-	}
-	return b
-}
-
 // deliver posts a signed event, as Stripe does, and returns the HTTP status.
 func deliver(ctx context.Context, url string, payload []byte, attempt int) (int, error) {
 	// Stripe signs every attempt afresh.
-	signed := webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: payload, Secret: webhookSecret})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(payload))
-	if err != nil {
-		return 0, err
-	}
-	req.Header.Set("Content-Type", "application/json; charset=utf-8")
-	req.Header.Set("Stripe-Signature", signed.Header)
+	req := meterbilltest.NewWebhookRequest(url, payload, webhookSecret).WithContext(ctx)
 	req.Header.Set("User-Agent", fmt.Sprintf("Stripe/1.0 (attempt %d)", attempt))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -424,7 +383,7 @@ func deliver(ctx context.Context, url string, payload []byte, attempt int) (int,
 	return resp.StatusCode, nil
 }
 
-func printInvoice(out io.Writer, fake *stripefake.Server, c customer, inv stripefake.Invoice) error {
+func printInvoice(out io.Writer, fake *meterbilltest.Stripe, c customer, inv meterbilltest.Invoice) error {
 	switch {
 	case !c.canceled.IsZero():
 		fmt.Fprintf(out, "%s: final invoice %s (%s), canceled %s\n", c.name, inv.ID, inv.Status, c.canceled.Format("Jan 2 15:04"))
@@ -447,11 +406,11 @@ func printInvoice(out io.Writer, fake *stripefake.Server, c customer, inv stripe
 	items := fake.InvoiceItems(inv.ID)
 	// In the plan's order, tier by tier, as Stripe lists lines by when they were added (meterbill
 	// adds an invoice's runs at once, so that order is not fixed).
-	order := func(it stripefake.Item) string {
+	order := func(it meterbilltest.Item) string {
 		i := slices.IndexFunc(prices, func(p meterbill.Price) bool { return p.Metric.Code == it.Metadata["meterbill_metric"] })
 		return fmt.Sprintf("%02d %s %03s", i, it.Metadata["meterbill_from"], it.Metadata["meterbill_tier"])
 	}
-	slices.SortFunc(items, func(a, b stripefake.Item) int { return strings.Compare(order(a), order(b)) })
+	slices.SortFunc(items, func(a, b meterbilltest.Item) int { return strings.Compare(order(a), order(b)) })
 	for _, it := range items {
 		fmt.Fprintf(tw, "%s\t%s – %s\t%d\t%s\t%s\t\n", it.Description,
 			time.Unix(it.PeriodStart, 0).UTC().Format("Jan 2"), time.Unix(it.PeriodEnd, 0).UTC().Format("Jan 2"),

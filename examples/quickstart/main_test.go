@@ -13,8 +13,7 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/meterbill/meterbill"
-	"github.com/meterbill/meterbill/internal/stripefake"
-	"github.com/meterbill/meterbill/internal/unimetertest"
+	"github.com/meterbill/meterbill/meterbilltest"
 )
 
 // testScale divides the customers' API calls a day: the tests check relations that hold at any
@@ -102,7 +101,7 @@ func TestQuickstart(t *testing.T) {
 // plan themselves: the same lines, and a total equal to the pricer's to the cent.
 func TestQuickstartTotalsMatchThePricer(t *testing.T) {
 	var out bytes.Buffer
-	err := run(context.Background(), &out, testScale, func(meter meterbill.Meter, plan *meterbill.Plan, fake *stripefake.Server, invoices []stripefake.Invoice) error {
+	err := run(context.Background(), &out, testScale, func(meter meterbill.Meter, plan *meterbill.Plan, fake *meterbilltest.Stripe, invoices []meterbilltest.Invoice) error {
 		for i, c := range customers {
 			if !c.renews() {
 				continue // priced from the subscription's start or to its end: TestQuickstartLifecycle
@@ -150,7 +149,7 @@ func TestQuickstartOnUnimeter(t *testing.T) {
 	if err := run(context.Background(), &embedded, testScale, nil); err != nil {
 		t.Fatal(err)
 	}
-	c, err := unimetertest.Start(unimetertest.Options{Nodes: 3})
+	c, err := meterbilltest.StartCluster(meterbilltest.ClusterOptions{Nodes: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +176,7 @@ func TestQuickstartOnUnimeter(t *testing.T) {
 // its days of storage up to the day it canceled.
 func TestQuickstartLifecycle(t *testing.T) {
 	var out bytes.Buffer
-	err := run(context.Background(), &out, testScale, func(meter meterbill.Meter, plan *meterbill.Plan, fake *stripefake.Server, invoices []stripefake.Invoice) error {
+	err := run(context.Background(), &out, testScale, func(meter meterbill.Meter, plan *meterbill.Plan, fake *meterbilltest.Stripe, invoices []meterbilltest.Invoice) error {
 		ctx := context.Background()
 		price := func(account uint64, m meterbill.Metric, p meterbill.Period) int64 {
 			u, err := meter.Query(ctx, account, m, p)
