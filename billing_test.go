@@ -45,7 +45,7 @@ var (
 	}
 )
 
-func newBridge(t testing.TB, prices []meterbill.Price, opts ...meterbill.Option) *bridge {
+func newBridge(t testing.TB, prices []meterbill.Price, opts ...meterbill.HandlerOption) *bridge {
 	t.Helper()
 	b := &bridge{stripe: stripefake.New(), meter: meterbill.NewMemoryMeter()}
 	t.Cleanup(b.stripe.Close)
@@ -60,7 +60,7 @@ func newBridge(t testing.TB, prices []meterbill.Price, opts ...meterbill.Option)
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts = append([]meterbill.Option{
+	opts = append([]meterbill.HandlerOption{
 		meterbill.WithRetryBackoff(time.Millisecond, 5*time.Millisecond),
 		meterbill.WithReportHook(func(r *meterbill.Report) { b.mu.Lock(); b.reports = append(b.reports, r); b.mu.Unlock() }),
 	}, opts...)
@@ -461,7 +461,7 @@ func TestChangedPlanNeverTopsUpAnotherInvoicesRun(t *testing.T) {
 
 // replica is a second handler over the same meter and Stripe: another instance of the app,
 // sharing nothing with the first but Stripe.
-func (b *bridge) replica(t testing.TB, prices []meterbill.Price, opts ...meterbill.Option) *meterbill.Handler {
+func (b *bridge) replica(t testing.TB, prices []meterbill.Price, opts ...meterbill.HandlerOption) *meterbill.Handler {
 	t.Helper()
 	plan, err := meterbill.NewPlan(prices...)
 	if err != nil {
@@ -471,7 +471,7 @@ func (b *bridge) replica(t testing.TB, prices []meterbill.Price, opts ...meterbi
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts = append([]meterbill.Option{meterbill.WithRetryBackoff(time.Millisecond, 5*time.Millisecond)}, opts...)
+	opts = append([]meterbill.HandlerOption{meterbill.WithRetryBackoff(time.Millisecond, 5*time.Millisecond)}, opts...)
 	h, err := meterbill.NewHandler(b.meter, sc, meterbill.SubscriptionMetadataAccount("meter_account"), plan, []string{secret}, opts...)
 	if err != nil {
 		t.Fatal(err)

@@ -61,7 +61,7 @@ func TestCatchUp(t *testing.T) {
 	catchUp := func(from time.Time) string { return " (" + from.Format(time.DateOnly) + ", not billed before)" }
 	tests := []struct {
 		name      string
-		opts      []meterbill.Option
+		opts      []meterbill.HandlerOption
 		billed    [][2]time.Time // invoices delivered before, in order
 		last      [2]time.Time   // the invoice under test
 		wantItems []itemView     // the last invoice's items
@@ -87,7 +87,7 @@ func TestCatchUp(t *testing.T) {
 		},
 		{
 			name:   "the horizon bounds it: 35 days back from April 1 reaches March, not February",
-			opts:   []meterbill.Option{meterbill.WithLookback(35 * 24 * time.Hour)},
+			opts:   []meterbill.HandlerOption{meterbill.WithLookback(35 * 24 * time.Hour)},
 			billed: [][2]time.Time{{date(2026, 1, 1), date(2026, 2, 1)}},
 			last:   [2]time.Time{date(2026, 4, 1), date(2026, 5, 1)},
 			wantItems: concat(
@@ -97,7 +97,7 @@ func TestCatchUp(t *testing.T) {
 		},
 		{
 			name:      "lookback 0 turns it off",
-			opts:      []meterbill.Option{meterbill.WithLookback(0)},
+			opts:      []meterbill.HandlerOption{meterbill.WithLookback(0)},
 			billed:    [][2]time.Time{{date(2026, 2, 1), date(2026, 3, 1)}},
 			last:      [2]time.Time{date(2026, 4, 1), date(2026, 5, 1)},
 			wantItems: monthLines("in_last", date(2026, 4, 1), date(2026, 5, 1), ""),

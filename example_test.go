@@ -193,10 +193,7 @@ func ExampleNewMiddleware() {
 		log.Fatal(err)
 	}
 	// The account comes from your authentication; here, a header set by a trusted gateway.
-	usage, err := meterbill.NewMiddleware(rec, calls.Code, meterbill.AccountFromHeader("X-Account-Id"))
-	if err != nil {
-		log.Fatal(err)
-	}
+	usage := meterbill.NewMiddleware(rec, calls.Code, meterbill.AccountFromHeader("X-Account-Id"))
 	defer func() { _ = rec.Close(ctx) }() // at shutdown: delivers what is queued
 	api := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Query().Has("bulk") {

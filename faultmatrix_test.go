@@ -391,9 +391,9 @@ func matrixCustomer(account uint64) string { return fmt.Sprintf("cus_%d", accoun
 // Processes and deliveries
 
 // stripeClient is a production Stripe client pointed at the fake.
-func (b *bridge) stripeClient(t testing.TB, opts ...meterbill.Option) *meterbill.StripeAPI {
+func (b *bridge) stripeClient(t testing.TB, opts ...meterbill.StripeClientOption) *meterbill.StripeAPI {
 	t.Helper()
-	sc, err := meterbill.NewStripeClient("sk_test_fake", append([]meterbill.Option{meterbill.WithStripeURL(b.stripe.URL), meterbill.WithStripeRateLimit(-1)}, opts...)...)
+	sc, err := meterbill.NewStripeClient("sk_test_fake", append([]meterbill.StripeClientOption{meterbill.WithStripeURL(b.stripe.URL), meterbill.WithStripeRateLimit(-1)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -403,7 +403,7 @@ func (b *bridge) stripeClient(t testing.TB, opts ...meterbill.Option) *meterbill
 // newProcess starts one instance of the app: a Handler of its own over meter and sc (a fresh
 // production client when nil), sharing nothing with the others but the meter and Stripe. It
 // resolves accounts from the subscription's metadata, else from the customer's.
-func (b *bridge) newProcess(t testing.TB, meter meterbill.Meter, sc meterbill.StripeClient, opts ...meterbill.Option) *meterbill.Handler {
+func (b *bridge) newProcess(t testing.TB, meter meterbill.Meter, sc meterbill.StripeClient, opts ...meterbill.HandlerOption) *meterbill.Handler {
 	t.Helper()
 	if sc == nil {
 		sc = b.stripeClient(t)
@@ -417,7 +417,7 @@ func (b *bridge) newProcess(t testing.TB, meter meterbill.Meter, sc meterbill.St
 		t.Fatal(err)
 	}
 	resolver := meterbill.FirstAccount(meterbill.SubscriptionMetadataAccount("meter_account"), byCustomer)
-	opts = append([]meterbill.Option{
+	opts = append([]meterbill.HandlerOption{
 		meterbill.WithRetryBackoff(time.Millisecond, 5*time.Millisecond),
 		meterbill.WithReportHook(func(r *meterbill.Report) { b.mu.Lock(); b.reports = append(b.reports, r); b.mu.Unlock() }),
 	}, opts...)

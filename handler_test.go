@@ -166,7 +166,7 @@ type webhookFixture struct {
 	reports []*meterbill.Report
 }
 
-func newWebhookFixture(t testing.TB, opts ...meterbill.Option) *webhookFixture {
+func newWebhookFixture(t testing.TB, opts ...meterbill.HandlerOption) *webhookFixture {
 	t.Helper()
 	ctx := context.Background()
 	f := &webhookFixture{meter: meterbill.NewMemoryMeter(), stripe: &stubStripe{}}
@@ -187,7 +187,7 @@ func newWebhookFixture(t testing.TB, opts ...meterbill.Option) *webhookFixture {
 		t.Fatal(err)
 	}
 	var mu sync.Mutex
-	opts = append([]meterbill.Option{meterbill.WithReportHook(func(r *meterbill.Report) { mu.Lock(); f.reports = append(f.reports, r); mu.Unlock() })}, opts...)
+	opts = append([]meterbill.HandlerOption{meterbill.WithReportHook(func(r *meterbill.Report) { mu.Lock(); f.reports = append(f.reports, r); mu.Unlock() })}, opts...)
 	f.handler, err = meterbill.NewHandler(f.meter, f.stripe, resolver, plan, []string{secret, oldSecret}, opts...)
 	if err != nil {
 		t.Fatal(err)
@@ -318,14 +318,13 @@ func TestNewHandlerRejects(t *testing.T) {
 	tests := []struct {
 		name    string
 		secrets []string
-		opts    []meterbill.Option
+		opts    []meterbill.HandlerOption
 	}{
 		{name: "no secret", secrets: nil},
 		{name: "an API key passed as the secret", secrets: []string{"sk_test_123456789"}},
-		{name: "option of another constructor", secrets: []string{secret}, opts: []meterbill.Option{meterbill.WithStripeURL("http://127.0.0.1:1")}},
-		{name: "nil logger", secrets: []string{secret}, opts: []meterbill.Option{meterbill.WithLogger(nil)}},
-		{name: "zero deadline", secrets: []string{secret}, opts: []meterbill.Option{meterbill.WithDeadline(0)}},
-		{name: "tiny body cap", secrets: []string{secret}, opts: []meterbill.Option{meterbill.WithMaxBodyBytes(10)}},
+		{name: "nil logger", secrets: []string{secret}, opts: []meterbill.HandlerOption{meterbill.WithLogger(nil)}},
+		{name: "zero deadline", secrets: []string{secret}, opts: []meterbill.HandlerOption{meterbill.WithDeadline(0)}},
+		{name: "tiny body cap", secrets: []string{secret}, opts: []meterbill.HandlerOption{meterbill.WithMaxBodyBytes(10)}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -80,7 +80,7 @@ type hostileFixture struct {
 	mu      sync.Mutex
 }
 
-func newHostileFixture(t testing.TB, opts ...meterbill.Option) *hostileFixture {
+func newHostileFixture(t testing.TB, opts ...meterbill.HandlerOption) *hostileFixture {
 	t.Helper()
 	f := &hostileFixture{stripe: stripefake.New(), logs: &logCapture{}}
 	t.Cleanup(f.stripe.Close)
@@ -97,7 +97,7 @@ func newHostileFixture(t testing.TB, opts ...meterbill.Option) *hostileFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts = append([]meterbill.Option{
+	opts = append([]meterbill.HandlerOption{
 		meterbill.WithLogger(f.logs.logger()),
 		meterbill.WithRetryBackoff(time.Millisecond, 5*time.Millisecond),
 		meterbill.WithReportHook(func(r *meterbill.Report) {
@@ -389,7 +389,7 @@ func TestHostileWebhooks(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			bodyCap := int64(1 << 20)
-			var opts []meterbill.Option
+			var opts []meterbill.HandlerOption
 			if tt.bodyCap != 0 {
 				bodyCap = tt.bodyCap
 				opts = append(opts, meterbill.WithMaxBodyBytes(bodyCap))

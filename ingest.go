@@ -88,11 +88,11 @@ type RecorderStats struct {
 // NewRecorder defines metrics on meter (idempotently) and starts a recorder for them; events for
 // other metrics are refused. Options: [WithQueueSize], [WithBatchSize], [WithFlushInterval],
 // [WithRejectWhenFull], [WithLane], [WithDeliveryErrorHandler], [WithObserver], [WithLogger].
-func NewRecorder(ctx context.Context, meter Meter, metrics []Metric, opts ...Option) (*Recorder, error) {
+func NewRecorder(ctx context.Context, meter Meter, metrics []Metric, opts ...RecorderOption) (*Recorder, error) {
 	if meter == nil || len(metrics) == 0 {
 		return nil, errors.New("meterbill: NewRecorder needs a meter and the metrics it records")
 	}
-	o, err := newOptions(forRecorder, opts)
+	o, err := newOptions(opts, RecorderOption.applyRecorder)
 	if err != nil {
 		return nil, err
 	}
@@ -575,20 +575,26 @@ func AccountFromHeader(name string) func(*http.Request) (uint64, bool) {
 // change that, and the handler can adjust its own request with [SetUsageValue],
 // [SetUsageMetric], [AddUsageProperty] and [SkipUsage].
 //
-// The recording is detached from the client's cancellation. With the default blocking policy a
-// full queue makes the request wait for room; [WithRejectWhenFull] never waits and counts the
-// loss. The ResponseWriter is wrapped with httpsnoop, so Flusher, Hijacker, ReaderFrom and
-// Unwrap keep working. Options: [WithCountIf], [WithDefaultValue], [WithLogger].
-func NewMiddleware(rec *Recorder, metric string, account func(*http.Request) (uint64, bool), opts ...Option) (func(http.Handler) http.Handler, error) {
+// The recording is detached from the client's cancellation, and never holds the response
+// longer than [WithQueueWait] for room in a full queue: past it, the request's usage is refused,
+// counted and handed to the recorder's delivery-error handler. The ResponseWriter is wrapped
+// with httpsnoop, so Flusher, Hijacker, ReaderFrom and Unwrap keep working. Options:
+// [WithCountIf], [WithDefaultValue], [WithQueueWait], [WithLogger].
+//
+// It returns the middleware itself, for use inline (r.Use(meterbill.NewMiddleware(…))), and
+// panics on what is a programming error found at start-up, as http.ServeMux.Handle does on an
+// invalid pattern: a nil recorder or account function, a metric the recorder was not started
+// with (the panic's value is an error wrapping [ErrUnknownMetric]), or an invalid option.
+func NewMiddleware(rec *Recorder, metric string, account func(*http.Request) (uint64, bool), opts ...MiddlewareOption) func(http.Handler) http.Handler {
 	if rec == nil || account == nil {
-		return nil, errors.New("meterbill: NewMiddleware needs a recorder and an account function")
+		panic(errors.New("meterbill: NewMiddleware needs a recorder and an account function"))
 	}
 	if _, ok := rec.metrics[metric]; !ok {
-		return nil, fmt.Errorf("%w %q: the recorder was not started with it", ErrUnknownMetric, metric)
+		panic(fmt.Errorf("%w %q: the recorder was not started with it", ErrUnknownMetric, metric))
 	}
-	o, err := newOptions(forMiddleware, opts)
+	o, err := newOptions(opts, MiddlewareOption.applyMiddleware)
 	if err != nil {
-		return nil, err
+		panic(err)
 	}
 	countIf, value, wait := o.countIf, o.defaultValue, o.queueWait
 	if countIf == nil {
@@ -622,7 +628,7 @@ func NewMiddleware(rec *Recorder, metric string, account func(*http.Request) (ui
 				o.logger.Warn("meterbill: request usage not recorded", "metric", e.Metric, "account", acct, "err", err)
 			}
 		})
-	}, nil
+	}
 }
 
 // hook is the httpsnoop WriteHeader hook. It returns writeHeader, a method value bound once

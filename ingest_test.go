@@ -51,9 +51,9 @@ func (f *flakyMeter) Ingest(ctx context.Context, events []meterbill.Event) (mete
 // valueComparer lets cmp compare Values, which are comparable with ==.
 var valueComparer = cmp.Comparer(func(a, b meterbill.Value) bool { return a == b })
 
-func newRecorder(t *testing.T, m meterbill.Meter, opts ...meterbill.Option) *meterbill.Recorder {
+func newRecorder(t *testing.T, m meterbill.Meter, opts ...meterbill.RecorderOption) *meterbill.Recorder {
 	t.Helper()
-	opts = append([]meterbill.Option{meterbill.WithRetryBackoff(time.Millisecond, 5*time.Millisecond)}, opts...)
+	opts = append([]meterbill.RecorderOption{meterbill.WithRetryBackoff(time.Millisecond, 5*time.Millisecond)}, opts...)
 	rec, err := meterbill.NewRecorder(context.Background(), m, []meterbill.Metric{calls, storage}, opts...)
 	if err != nil {
 		t.Fatal(err)
@@ -87,7 +87,7 @@ func TestRecorderDeliversEverythingOnce(t *testing.T) {
 			m := &flakyMeter{MemoryMeter: meterbill.NewMemoryMeter()}
 			m.failures.Store(tt.failures)
 			limit := 500
-			var opts []meterbill.Option
+			var opts []meterbill.RecorderOption
 			if tt.batch > 0 {
 				limit = tt.batch
 				opts = append(opts, meterbill.WithBatchSize(tt.batch))
@@ -220,10 +220,10 @@ func TestFullQueuePolicies(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	tests := []struct {
 		name    string
-		opts    []meterbill.Option
+		opts    []meterbill.RecorderOption
 		wantErr error
 	}{
-		{name: "reject", opts: []meterbill.Option{meterbill.WithRejectWhenFull()}, wantErr: meterbill.ErrQueueFull},
+		{name: "reject", opts: []meterbill.RecorderOption{meterbill.WithRejectWhenFull()}, wantErr: meterbill.ErrQueueFull},
 		{name: "block until the context ends", wantErr: context.DeadlineExceeded},
 	}
 	for _, tt := range tests {
@@ -231,7 +231,7 @@ func TestFullQueuePolicies(t *testing.T) {
 			m := &flakyMeter{MemoryMeter: meterbill.NewMemoryMeter()}
 			m.failures.Store(1 << 40) // down for good
 			var lost atomic.Int64
-			opts := append([]meterbill.Option{meterbill.WithQueueSize(20), meterbill.WithBatchSize(10),
+			opts := append([]meterbill.RecorderOption{meterbill.WithQueueSize(20), meterbill.WithBatchSize(10),
 				meterbill.WithDeliveryErrorHandler(func(_ error, es []meterbill.Event) { lost.Add(int64(len(es))) })}, tt.opts...)
 			rec := newRecorder(t, m, opts...)
 			for range 20 {
@@ -359,14 +359,13 @@ func TestNewRecorderRejects(t *testing.T) {
 	tests := []struct {
 		name    string
 		metrics []meterbill.Metric
-		opts    []meterbill.Option
+		opts    []meterbill.RecorderOption
 	}{
 		{name: "no metrics"},
 		{name: "invalid metric", metrics: []meterbill.Metric{{Code: "x"}}},
-		{name: "batch over the meter's limit", metrics: []meterbill.Metric{calls}, opts: []meterbill.Option{meterbill.WithBatchSize(1025)}},
-		{name: "queue smaller than a batch", metrics: []meterbill.Metric{calls}, opts: []meterbill.Option{meterbill.WithQueueSize(10), meterbill.WithBatchSize(20)}},
-		{name: "lane out of range", metrics: []meterbill.Metric{calls}, opts: []meterbill.Option{meterbill.WithLane(1000)}},
-		{name: "a handler option", metrics: []meterbill.Metric{calls}, opts: []meterbill.Option{meterbill.WithDeadline(time.Second)}},
+		{name: "batch over the meter's limit", metrics: []meterbill.Metric{calls}, opts: []meterbill.RecorderOption{meterbill.WithBatchSize(1025)}},
+		{name: "queue smaller than a batch", metrics: []meterbill.Metric{calls}, opts: []meterbill.RecorderOption{meterbill.WithQueueSize(10), meterbill.WithBatchSize(20)}},
+		{name: "lane out of range", metrics: []meterbill.Metric{calls}, opts: []meterbill.RecorderOption{meterbill.WithLane(1000)}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -386,7 +385,7 @@ func TestMiddleware(t *testing.T) {
 		name      string
 		handler   http.HandlerFunc
 		header    string // X-Account
-		opts      []meterbill.Option
+		opts      []meterbill.MiddlewareOption
 		wantCalls string
 		wantGB    string
 	}{
@@ -398,8 +397,8 @@ func TestMiddleware(t *testing.T) {
 			w.WriteHeader(http.StatusOK)
 		}, header: "7", wantCalls: "1", wantGB: "0"},
 		{name: "no account, not recorded", handler: func(http.ResponseWriter, *http.Request) {}, wantCalls: "0", wantGB: "0"},
-		{name: "count-if counts 404s too", handler: func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNotFound) }, header: "7", opts: []meterbill.Option{meterbill.WithCountIf(func(int) bool { return true })}, wantCalls: "1", wantGB: "0"},
-		{name: "default value", handler: func(http.ResponseWriter, *http.Request) {}, header: "7", opts: []meterbill.Option{meterbill.WithDefaultValue(meterbill.Units(3))}, wantCalls: "1", wantGB: "0"},
+		{name: "count-if counts 404s too", handler: func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNotFound) }, header: "7", opts: []meterbill.MiddlewareOption{meterbill.WithCountIf(func(int) bool { return true })}, wantCalls: "1", wantGB: "0"},
+		{name: "default value", handler: func(http.ResponseWriter, *http.Request) {}, header: "7", opts: []meterbill.MiddlewareOption{meterbill.WithDefaultValue(meterbill.Units(3))}, wantCalls: "1", wantGB: "0"},
 		{name: "the handler skips its request", handler: func(_ http.ResponseWriter, r *http.Request) { meterbill.SkipUsage(r.Context()) }, header: "7", wantCalls: "0", wantGB: "0"},
 		{name: "the handler moves its request to another metric and value", handler: func(_ http.ResponseWriter, r *http.Request) {
 			meterbill.SetUsageMetric(r.Context(), storage.Code)
@@ -411,10 +410,7 @@ func TestMiddleware(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			m := meterbill.NewMemoryMeter()
 			rec := newRecorder(t, m)
-			mw, err := meterbill.NewMiddleware(rec, calls.Code, meterbill.AccountFromHeader("X-Account"), tt.opts...)
-			if err != nil {
-				t.Fatal(err)
-			}
+			mw := meterbill.NewMiddleware(rec, calls.Code, meterbill.AccountFromHeader("X-Account"), tt.opts...)
 			r := httptest.NewRequest(http.MethodGet, "/", nil)
 			if tt.header != "" {
 				r.Header.Set("X-Account", tt.header)
@@ -441,10 +437,7 @@ func TestMiddlewareKeepsOptionalInterfaces(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	m := meterbill.NewMemoryMeter()
 	rec := newRecorder(t, m)
-	mw, err := meterbill.NewMiddleware(rec, calls.Code, meterbill.AccountFromHeader("X-Account"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	mw := meterbill.NewMiddleware(rec, calls.Code, meterbill.AccountFromHeader("X-Account"))
 	mux := http.NewServeMux()
 	mux.HandleFunc("/stream", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "part 1\n")
@@ -500,17 +493,34 @@ func TestMiddlewareKeepsOptionalInterfaces(t *testing.T) {
 	}
 }
 
+// TestNewMiddlewareRejects: misuse found at start-up panics with a clear error, as
+// http.ServeMux.Handle does on a bad pattern, so that NewMiddleware can be used inline.
 func TestNewMiddlewareRejects(t *testing.T) {
 	rec := newRecorder(t, meterbill.NewMemoryMeter())
 	defer func() { _ = rec.Close(context.Background()) }()
-	if _, err := meterbill.NewMiddleware(rec, "unknown", meterbill.AccountFromHeader("X")); !errors.Is(err, meterbill.ErrUnknownMetric) {
-		t.Errorf("unknown metric: %v", err)
+	tests := []struct {
+		name    string
+		build   func()
+		wantErr error // the panic value must wrap it; nil: any error
+	}{
+		{name: "unknown metric", build: func() { meterbill.NewMiddleware(rec, "unknown", meterbill.AccountFromHeader("X")) }, wantErr: meterbill.ErrUnknownMetric},
+		{name: "no account function", build: func() { meterbill.NewMiddleware(rec, calls.Code, nil) }},
+		{name: "no recorder", build: func() { meterbill.NewMiddleware(nil, calls.Code, meterbill.AccountFromHeader("X")) }},
+		{name: "a nil option", build: func() { meterbill.NewMiddleware(rec, calls.Code, meterbill.AccountFromHeader("X"), nil) }},
+		{name: "a negative queue wait", build: func() {
+			meterbill.NewMiddleware(rec, calls.Code, meterbill.AccountFromHeader("X"), meterbill.WithQueueWait(-time.Second))
+		}},
 	}
-	if _, err := meterbill.NewMiddleware(rec, calls.Code, nil); err == nil {
-		t.Error("no account function accepted")
-	}
-	if _, err := meterbill.NewMiddleware(rec, calls.Code, meterbill.AccountFromHeader("X"), meterbill.WithBatchSize(3)); err == nil {
-		t.Error("a recorder option accepted by the middleware")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			defer func() {
+				err, ok := recover().(error)
+				if !ok || (tt.wantErr != nil && !errors.Is(err, tt.wantErr)) || !strings.HasPrefix(err.Error(), "meterbill: ") {
+					t.Errorf("panic value %v, want a meterbill error wrapping %v", err, tt.wantErr)
+				}
+			}()
+			tt.build()
+		})
 	}
 }
 
@@ -550,10 +560,7 @@ func TestMiddlewareNeverHoldsAResponseForTheQueue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mw, err := meterbill.NewMiddleware(rec, calls.Code, meterbill.AccountFromHeader("X-Account"), meterbill.WithQueueWait(20*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
+	mw := meterbill.NewMiddleware(rec, calls.Code, meterbill.AccountFromHeader("X-Account"), meterbill.WithQueueWait(20*time.Millisecond))
 	h := mw(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) }))
 	serve := func() {
 		r := httptest.NewRequest(http.MethodGet, "/", nil)

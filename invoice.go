@@ -655,11 +655,11 @@ type StripeAPI struct {
 // shares it. To bring a stripe-go client of your own, use [NewStripeClientFrom]. Options:
 // [WithStripeURL], [WithHTTPClient], [WithStripeRateLimit], [WithStripeAccount],
 // [WithItemParams], [WithLogger].
-func NewStripeClient(apiKey string, opts ...Option) (*StripeAPI, error) {
+func NewStripeClient(apiKey string, opts ...StripeClientOption) (*StripeAPI, error) {
 	if !strings.HasPrefix(apiKey, "sk_") && !strings.HasPrefix(apiKey, "rk_") {
 		return nil, errors.New("meterbill: NewStripeClient needs a secret (sk_…) or restricted (rk_…) API key")
 	}
-	o, err := newOptions(forStripeClient, opts)
+	o, err := newOptions(opts, StripeClientOption.applyStripeClient)
 	if err != nil {
 		return nil, err
 	}
@@ -683,11 +683,11 @@ func NewStripeClient(apiKey string, opts ...Option) (*StripeAPI, error) {
 // If you set MaxNetworkRetries, the SDK retries with the same idempotency key, which is safe;
 // meterbill's own retries of 409, 429 and 5xx come on top. Options: [WithStripeRateLimit],
 // [WithStripeAccount], [WithItemParams].
-func NewStripeClientFrom(client *stripe.Client, opts ...Option) (*StripeAPI, error) {
+func NewStripeClientFrom(client *stripe.Client, opts ...StripeClientFromOption) (*StripeAPI, error) {
 	if client == nil {
 		return nil, errors.New("meterbill: NewStripeClientFrom needs a stripe-go client")
 	}
-	o, err := newOptions(forStripeClientFrom, opts)
+	o, err := newOptions(opts, StripeClientFromOption.applyStripeClientFrom)
 	if err != nil {
 		return nil, err
 	}
@@ -1074,7 +1074,7 @@ func (k *keyedMutex) lock(key string) (unlock func()) {
 // ("whsec_…"); list both the old and the new one while you roll a secret. Options:
 // [WithMaxBodyBytes], [WithTolerance], [WithDeadline], [WithZeroUsageLines],
 // [WithErrorHandler], [WithReportHook], [WithObserver], [WithLogger].
-func NewHandler(meter Meter, stripeClient StripeClient, resolver AccountResolver, pricer Pricer, secretList []string, opts ...Option) (*Handler, error) {
+func NewHandler(meter Meter, stripeClient StripeClient, resolver AccountResolver, pricer Pricer, secretList []string, opts ...HandlerOption) (*Handler, error) {
 	switch {
 	case meter == nil || stripeClient == nil || resolver == nil || pricer == nil:
 		return nil, errors.New("meterbill: NewHandler needs a meter, a Stripe client, a resolver and a pricer")
@@ -1086,7 +1086,7 @@ func NewHandler(meter Meter, stripeClient StripeClient, resolver AccountResolver
 			return nil, fmt.Errorf("meterbill: signing secret %d is not a webhook secret (whsec_…)", i+1)
 		}
 	}
-	o, err := newOptions(forHandler, opts)
+	o, err := newOptions(opts, HandlerOption.applyHandler)
 	if err != nil {
 		return nil, err
 	}

@@ -36,7 +36,7 @@ func TestBillingStartsWithTheSubscription(t *testing.T) {
 	tests := []struct {
 		name     string
 		sub      stripefake.Subscription
-		opts     []meterbill.Option
+		opts     []meterbill.HandlerOption
 		invoices []invoice
 		want     []itemView
 	}{
@@ -73,7 +73,7 @@ func TestBillingStartsWithTheSubscription(t *testing.T) {
 		{
 			name: "WithTrialUsage(true) bills the trial",
 			sub:  stripefake.Subscription{StartDate: date(2026, 3, 1).Unix(), TrialEnd: date(2026, 3, 15).Unix()},
-			opts: []meterbill.Option{meterbill.WithTrialUsage(true)},
+			opts: []meterbill.HandlerOption{meterbill.WithTrialUsage(true)},
 			invoices: []invoice{
 				{"in_trial", date(2026, 3, 1), date(2026, 3, 15)},
 				{"in_apr15", date(2026, 3, 15), date(2026, 4, 15)},
@@ -221,7 +221,7 @@ func (b *bridge) post(t testing.TB, payload []byte) int {
 func TestSubscriptionEndBillsTheLastPeriod(t *testing.T) {
 	tests := []struct {
 		name        string
-		opts        []meterbill.Option
+		opts        []meterbill.HandlerOption
 		billed      [][2]time.Time // renewals delivered before
 		period      [2]time.Time   // the current period when it ended
 		ended       time.Time
@@ -265,7 +265,7 @@ func TestSubscriptionEndBillsTheLastPeriod(t *testing.T) {
 		},
 		{
 			name:   "WithFinalInvoice(FinalInvoiceDraft): left a draft for review",
-			opts:   []meterbill.Option{meterbill.WithFinalInvoice(meterbill.FinalInvoiceDraft)},
+			opts:   []meterbill.HandlerOption{meterbill.WithFinalInvoice(meterbill.FinalInvoiceDraft)},
 			billed: [][2]time.Time{{date(2026, 2, 1), date(2026, 3, 1)}},
 			period: [2]time.Time{date(2026, 3, 1), date(2026, 4, 1)}, ended: date(2026, 4, 1),
 			wantStatus: "draft", wantAdvance: false, wantOutcome: meterbill.OutcomeBilled,
@@ -283,7 +283,7 @@ func TestSubscriptionEndBillsTheLastPeriod(t *testing.T) {
 		},
 		{
 			name:   "WithFinalInvoice(FinalInvoiceOff): nothing done",
-			opts:   []meterbill.Option{meterbill.WithFinalInvoice(meterbill.FinalInvoiceOff)},
+			opts:   []meterbill.HandlerOption{meterbill.WithFinalInvoice(meterbill.FinalInvoiceOff)},
 			billed: [][2]time.Time{{date(2026, 2, 1), date(2026, 3, 1)}},
 			period: [2]time.Time{date(2026, 3, 1), date(2026, 4, 1)}, ended: date(2026, 4, 1),
 		},

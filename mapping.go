@@ -131,11 +131,11 @@ type cacheEntry struct {
 // metadata key through client. Found accounts are cached (see [WithCache]); unknown customers
 // are not, so a customer mapped later is found at once. Options: [WithCache], [WithObserver],
 // [WithLogger].
-func CustomerMetadataAccount(client StripeClient, key string, opts ...Option) (*CustomerMetadataResolver, error) {
+func CustomerMetadataAccount(client StripeClient, key string, opts ...ResolverOption) (*CustomerMetadataResolver, error) {
 	if client == nil || key == "" {
 		return nil, errors.New("meterbill: CustomerMetadataAccount needs a Stripe client and a metadata key")
 	}
-	o, err := newOptions(forCustomerResolver, opts)
+	o, err := newOptions(opts, ResolverOption.applyResolver)
 	if err != nil {
 		return nil, err
 	}

@@ -129,7 +129,7 @@ func TestCustomerMetadataAccountCaches(t *testing.T) {
 			t.Errorf("%s: %d lookups, want %d", s.name, st.lookups, s.wantLookups)
 		}
 	}
-	if _, err := meterbill.CustomerMetadataAccount(st, "meter_account", meterbill.WithDeadline(time.Second)); err == nil {
-		t.Error("a handler option was accepted by CustomerMetadataAccount")
+	if _, err := meterbill.CustomerMetadataAccount(st, "meter_account", meterbill.WithCache(-1, time.Second)); err == nil {
+		t.Error("a negative cache size was accepted by CustomerMetadataAccount")
 	}
 }

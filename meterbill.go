@@ -627,8 +627,8 @@ type UnimeterMeter struct {
 // DialUnimeter connects to the Unimeter cluster whose nodes are given as "host:port" seeds
 // (such as the comma-separated BILLING_NODES) and learns its partition map from the first that
 // answers. Options: [WithRequestTimeout], [WithConnsPerNode], [WithSyncIngest], [WithLogger].
-func DialUnimeter(ctx context.Context, nodes []string, opts ...Option) (*UnimeterMeter, error) {
-	o, err := newOptions(forUnimeter, opts)
+func DialUnimeter(ctx context.Context, nodes []string, opts ...UnimeterOption) (*UnimeterMeter, error) {
+	o, err := newOptions(opts, UnimeterOption.applyUnimeter)
 	if err != nil {
 		return nil, err
 	}

@@ -294,15 +294,6 @@ func TestWithObserverRejects(t *testing.T) {
 			},
 			wantErr: "WithObserver(nil)",
 		},
-		{
-			// The recorder and the handler time their meter calls already.
-			name: "not an option of DialUnimeter",
-			build: func() error {
-				_, err := meterbill.DialUnimeter(context.Background(), []string{"127.0.0.1:1"}, meterbill.WithObserver(newRecordingObserver()))
-				return err
-			},
-			wantErr: "WithObserver does not apply",
-		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

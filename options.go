@@ -4,52 +4,95 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/stripe/stripe-go/v82"
 )
 
-// Option configures a constructor. Each option documents the constructor it applies to and its
-// default; passing an option to a constructor it does not apply to is an error, never silently
-// ignored. Options are applied in order and checked together once all are applied.
-type Option interface {
-	apply(*options)
-}
-
-// scope says which constructors an option applies to.
-type scope uint8
-
-const (
-	forHandler scope = 1 << iota
-	forStripeClient
-	forStripeClientFrom
-	forCustomerResolver
-	forRecorder
-	forMiddleware
-	forUnimeter
+// Each constructor takes options of its own type, so that an option given to a constructor it
+// does not apply to fails to compile, as grpc's DialOption and ServerOption do. An option that
+// applies to several constructors implements each of their types. Options are applied in order
+// and checked together once all are applied; a value out of range is an error.
+type (
+	// HandlerOption configures [NewHandler].
+	HandlerOption interface{ applyHandler(*options) }
+	// StripeClientOption configures [NewStripeClient].
+	StripeClientOption interface{ applyStripeClient(*options) }
+	// StripeClientFromOption configures [NewStripeClientFrom].
+	StripeClientFromOption interface{ applyStripeClientFrom(*options) }
+	// ResolverOption configures [CustomerMetadataAccount].
+	ResolverOption interface{ applyResolver(*options) }
+	// RecorderOption configures [NewRecorder].
+	RecorderOption interface{ applyRecorder(*options) }
+	// MiddlewareOption configures [NewMiddleware].
+	MiddlewareOption interface{ applyMiddleware(*options) }
+	// UnimeterOption configures [DialUnimeter].
+	UnimeterOption interface{ applyUnimeter(*options) }
 )
 
-type option struct {
-	name  string
-	scope scope
-	f     func(*options)
+// Option applies to every constructor that logs: [WithLogger].
+type Option interface {
+	HandlerOption
+	StripeClientOption
+	ResolverOption
+	RecorderOption
+	MiddlewareOption
+	UnimeterOption
 }
 
-func (o option) apply(opts *options) {
-	if o.scope&opts.scope == 0 {
-		opts.misplaced = append(opts.misplaced, o.name)
-		return
-	}
-	o.f(opts)
+// ObserverOption applies to the constructors that report measurements: [WithObserver].
+type ObserverOption interface {
+	HandlerOption
+	ResolverOption
+	RecorderOption
 }
+
+// StripeOption applies to both Stripe client constructors.
+type StripeOption interface {
+	StripeClientOption
+	StripeClientFromOption
+}
+
+// optionFunc sets fields of options; each named type below implements the option types of the
+// constructors its options apply to.
+type optionFunc func(*options)
+
+type (
+	handlerOption    optionFunc
+	stripeOption     optionFunc // NewStripeClient only
+	bothStripeOption optionFunc
+	resolverOption   optionFunc
+	recorderOption   optionFunc
+	middlewareOption optionFunc
+	unimeterOption   optionFunc
+	loggerOption     optionFunc
+	observerOption   optionFunc // handler, resolver and recorder
+	retryOption      optionFunc // handler and recorder
+)
+
+func (f handlerOption) applyHandler(o *options)             { f(o) }
+func (f stripeOption) applyStripeClient(o *options)         { f(o) }
+func (f bothStripeOption) applyStripeClient(o *options)     { f(o) }
+func (f bothStripeOption) applyStripeClientFrom(o *options) { f(o) }
+func (f resolverOption) applyResolver(o *options)           { f(o) }
+func (f recorderOption) applyRecorder(o *options)           { f(o) }
+func (f middlewareOption) applyMiddleware(o *options)       { f(o) }
+func (f unimeterOption) applyUnimeter(o *options)           { f(o) }
+func (f loggerOption) applyHandler(o *options)              { f(o) }
+func (f loggerOption) applyStripeClient(o *options)         { f(o) }
+func (f loggerOption) applyResolver(o *options)             { f(o) }
+func (f loggerOption) applyRecorder(o *options)             { f(o) }
+func (f loggerOption) applyMiddleware(o *options)           { f(o) }
+func (f loggerOption) applyUnimeter(o *options)             { f(o) }
+func (f observerOption) applyHandler(o *options)            { f(o) }
+func (f observerOption) applyResolver(o *options)           { f(o) }
+func (f observerOption) applyRecorder(o *options)           { f(o) }
+func (f retryOption) applyHandler(o *options)               { f(o) }
+func (f retryOption) applyRecorder(o *options)              { f(o) }
 
 // options is what every constructor reads. It is filled by Options and validated once, so the
 // objects built from it never change after construction.
 type options struct {
-	scope     scope
-	misplaced []string
-
 	logger       *slog.Logger
 	observer     Observer
 	maxBody      int64
@@ -90,9 +133,9 @@ type options struct {
 	syncIngest     bool
 }
 
-func newOptions(s scope, opts []Option) (*options, error) {
+// newOptions applies opts, each through apply, over the defaults, and checks the result.
+func newOptions[O any](opts []O, apply func(O, *options)) (*options, error) {
 	o := &options{
-		scope:     s,
 		logger:    slog.New(slog.DiscardHandler),
 		observer:  nopObserver{},
 		maxBody:   1 << 20,
@@ -117,14 +160,12 @@ func newOptions(s scope, opts []Option) (*options, error) {
 		connsPerNode:   4,
 	}
 	for _, opt := range opts {
-		if opt == nil {
-			return nil, fmt.Errorf("meterbill: nil Option")
+		if any(opt) == nil {
+			return nil, fmt.Errorf("meterbill: a nil option")
 		}
-		opt.apply(o)
+		apply(opt, o)
 	}
 	switch {
-	case len(o.misplaced) > 0:
-		return nil, fmt.Errorf("meterbill: %s does not apply to this constructor", strings.Join(o.misplaced, ", "))
 	case o.logger == nil:
 		return nil, fmt.Errorf("meterbill: WithLogger(nil): pass a logger, or leave the option out to discard logs")
 	case o.observer == nil:
@@ -166,7 +207,7 @@ func newOptions(s scope, opts []Option) (*options, error) {
 // WithLogger sends meterbill's logs to l. It applies to every constructor. Defaults to
 // discarding them.
 func WithLogger(l *slog.Logger) Option {
-	return option{"WithLogger", forHandler | forStripeClient | forCustomerResolver | forRecorder | forMiddleware | forUnimeter, func(o *options) { o.logger = l }}
+	return loggerOption(func(o *options) { o.logger = l })
 }
 
 // WithObserver sends meterbill's measurements to o: events recorded, delivered and lost by
@@ -174,28 +215,28 @@ func WithLogger(l *slog.Logger) Option {
 // [NewHandler]'s handler; Stripe latencies by [CustomerMetadataAccount]'s resolver. See
 // [Observer] for what is measured when. It applies to [NewRecorder], [NewHandler] and
 // [CustomerMetadataAccount]. Defaults to measuring nothing.
-func WithObserver(o Observer) Option {
-	return option{"WithObserver", forHandler | forRecorder | forCustomerResolver, func(opts *options) { opts.observer = o }}
+func WithObserver(o Observer) ObserverOption {
+	return observerOption(func(opts *options) { opts.observer = o })
 }
 
 // WithMaxBodyBytes caps the webhook request body; a larger body is answered 413. It applies to
 // [NewHandler]. Defaults to 1 MiB, far above any invoice.created event.
-func WithMaxBodyBytes(n int64) Option {
-	return option{"WithMaxBodyBytes", forHandler, func(o *options) { o.maxBody = n }}
+func WithMaxBodyBytes(n int64) HandlerOption {
+	return handlerOption(func(o *options) { o.maxBody = n })
 }
 
 // WithTolerance sets how old (or how far in the future) a webhook's signed timestamp may be;
 // Stripe signs every delivery attempt afresh, so redeliveries days later still pass. It applies
 // to [NewHandler]. Defaults to 300 seconds, Stripe's own tolerance.
-func WithTolerance(d time.Duration) Option {
-	return option{"WithTolerance", forHandler, func(o *options) { o.tolerance = d }}
+func WithTolerance(d time.Duration) HandlerOption {
+	return handlerOption(func(o *options) { o.tolerance = d })
 }
 
 // WithDeadline bounds the handling of one invoice, Stripe retries included. When it passes, the
 // webhook is answered 500 so that Stripe redelivers it and keeps the invoice a draft. It applies
 // to [NewHandler]. Defaults to 10 seconds.
-func WithDeadline(d time.Duration) Option {
-	return option{"WithDeadline", forHandler, func(o *options) { o.deadline = d }}
+func WithDeadline(d time.Duration) HandlerOption {
+	return handlerOption(func(o *options) { o.deadline = d })
 }
 
 // WithLookback sets how far before an invoice's period the handler looks back, so that a
@@ -207,8 +248,8 @@ func WithDeadline(d time.Duration) Option {
 // usage from before a customer subscribed is never charged. Keep it inside the meter's retention
 // (Unimeter's default is 90 days): older buckets read as empty. 0 turns both off. It applies to
 // [NewHandler]. Defaults to 60 days.
-func WithLookback(d time.Duration) Option {
-	return option{"WithLookback", forHandler, func(o *options) { o.lookback = d }}
+func WithLookback(d time.Duration) HandlerOption {
+	return handlerOption(func(o *options) { o.lookback = d })
 }
 
 // FinalInvoice is what the handler does when a subscription ends (customer.subscription.deleted):
@@ -231,8 +272,8 @@ const (
 
 // WithFinalInvoice says what happens when a subscription ends. It applies to [NewHandler].
 // Defaults to [FinalInvoiceCharge].
-func WithFinalInvoice(f FinalInvoice) Option {
-	return option{"WithFinalInvoice", forHandler, func(o *options) { o.finalInvoice = f }}
+func WithFinalInvoice(f FinalInvoice) HandlerOption {
+	return handlerOption(func(o *options) { o.finalInvoice = f })
 }
 
 // WithMaxConcurrentInvoices bounds how many invoices the handler bills at once (webhooks and
@@ -240,22 +281,22 @@ func WithFinalInvoice(f FinalInvoice) Option {
 // ([WithStripeRateLimit]) instead of all running out of their deadline. An invoice that finds no
 // room within half its deadline is answered 503 ([ErrBusy]), and Stripe redelivers it later. It
 // applies to [NewHandler]. Defaults to 0: no bound.
-func WithMaxConcurrentInvoices(n int) Option {
-	return option{"WithMaxConcurrentInvoices", forHandler, func(o *options) { o.maxInvoices = n }}
+func WithMaxConcurrentInvoices(n int) HandlerOption {
+	return handlerOption(func(o *options) { o.maxInvoices = n })
 }
 
 // WithTrialUsage says whether usage during a subscription's trial is billed. It applies to
 // [NewHandler]. Defaults to false: billing starts at the trial's end (the subscription's
 // trial_end), and the usage before it is never billed.
-func WithTrialUsage(billed bool) Option {
-	return option{"WithTrialUsage", forHandler, func(o *options) { o.trialUsage = billed }}
+func WithTrialUsage(billed bool) HandlerOption {
+	return handlerOption(func(o *options) { o.trialUsage = billed })
 }
 
 // WithZeroUsageLines adds a line with quantity 0 and amount 0 for each billed metric and period
 // without usage, so invoices show every metered item. It applies to [NewHandler]. Defaults to
 // false: no usage, no line.
-func WithZeroUsageLines(on bool) Option {
-	return option{"WithZeroUsageLines", forHandler, func(o *options) { o.zeroLines = on }}
+func WithZeroUsageLines(on bool) HandlerOption {
+	return handlerOption(func(o *options) { o.zeroLines = on })
 }
 
 // WithErrorHandler replaces how the webhook handler answers a failure. The handler calls f with
@@ -264,28 +305,28 @@ func WithZeroUsageLines(on bool) Option {
 // signed event, 413 for an oversized body, 500 for anything Stripe should retry. f must not answer
 // 2xx for a failure, or Stripe stops retrying and the invoice loses its usage. It applies to
 // [NewHandler]. Defaults to the statuses above, with no internal text in the body.
-func WithErrorHandler(f func(w http.ResponseWriter, r *http.Request, err error)) Option {
-	return option{"WithErrorHandler", forHandler, func(o *options) { o.errorHandler = f }}
+func WithErrorHandler(f func(w http.ResponseWriter, r *http.Request, err error)) HandlerOption {
+	return handlerOption(func(o *options) { o.errorHandler = f })
 }
 
 // WithReportHook calls f with the [Report] of every invoice.created event the handler
 // processed, whatever the outcome: billed, skipped for an unknown customer, or failed. Use it
 // for metrics and alerts. f runs on the request's goroutine and must be quick. It applies to
 // [NewHandler]. Defaults to none.
-func WithReportHook(f func(*Report)) Option {
-	return option{"WithReportHook", forHandler, func(o *options) { o.reportHook = f }}
+func WithReportHook(f func(*Report)) HandlerOption {
+	return handlerOption(func(o *options) { o.reportHook = f })
 }
 
 // WithStripeURL points the Stripe client at another API base URL, such as stripe-mock or a test
 // server. It applies to [NewStripeClient]. Defaults to Stripe's API.
-func WithStripeURL(url string) Option {
-	return option{"WithStripeURL", forStripeClient, func(o *options) { o.stripeURL = url }}
+func WithStripeURL(url string) StripeClientOption {
+	return stripeOption(func(o *options) { o.stripeURL = url })
 }
 
 // WithHTTPClient sets the HTTP client the Stripe client uses. It applies to [NewStripeClient].
 // Defaults to a client with a 30-second timeout.
-func WithHTTPClient(c *http.Client) Option {
-	return option{"WithHTTPClient", forStripeClient, func(o *options) { o.httpClient = c }}
+func WithHTTPClient(c *http.Client) StripeClientOption {
+	return stripeOption(func(o *options) { o.httpClient = c })
 }
 
 // WithStripeRateLimit caps the Stripe requests the client sends at perSecond a second (in bursts
@@ -295,15 +336,15 @@ func WithHTTPClient(c *http.Client) Option {
 // Stripe calls their share. -1 turns the limit off. It applies to [NewStripeClient] and
 // [NewStripeClientFrom] (which holds each call, not each page, to it). Defaults to 80 a second
 // for a live key (sk_live_, rk_live_) and 20 for any other; to 20 for NewStripeClientFrom.
-func WithStripeRateLimit(perSecond int) Option {
-	return option{"WithStripeRateLimit", forStripeClient | forStripeClientFrom, func(o *options) { o.stripeRate = perSecond }}
+func WithStripeRateLimit(perSecond int) StripeOption {
+	return bothStripeOption(func(o *options) { o.stripeRate = perSecond })
 }
 
 // WithStripeAccount makes every request act on a connected account (Connect's Stripe-Account
 // header): a platform bills a connected account's customers with a client per account. It
 // applies to [NewStripeClient] and [NewStripeClientFrom]. Defaults to the key's own account.
-func WithStripeAccount(accountID string) Option {
-	return option{"WithStripeAccount", forStripeClient | forStripeClientFrom, func(o *options) { o.stripeAcct = accountID }}
+func WithStripeAccount(accountID string) StripeOption {
+	return bothStripeOption(func(o *options) { o.stripeAcct = accountID })
 }
 
 // WithItemParams adds fields meterbill does not own to every invoice item it creates: a tax
@@ -314,62 +355,62 @@ func WithStripeAccount(accountID string) Option {
 // the idempotency key and the account; subscription and pricing are cleared. With a product, the
 // unit amount goes in price_data, so Stripe computes the same amount. f must be safe for
 // concurrent use. It applies to [NewStripeClient] and [NewStripeClientFrom].
-func WithItemParams(f func(params *stripe.InvoiceItemCreateParams)) Option {
-	return option{"WithItemParams", forStripeClient | forStripeClientFrom, func(o *options) { o.itemParams = f }}
+func WithItemParams(f func(params *stripe.InvoiceItemCreateParams)) StripeOption {
+	return bothStripeOption(func(o *options) { o.itemParams = f })
 }
 
 // WithCache bounds the customer-metadata cache: at most size customers, each kept for ttl. A
 // size of 0 disables caching. It applies to [CustomerMetadataAccount]. Defaults to 10,000
 // customers for 10 minutes.
-func WithCache(size int, ttl time.Duration) Option {
-	return option{"WithCache", forCustomerResolver, func(o *options) { o.cacheSize, o.cacheTTL = size, ttl }}
+func WithCache(size int, ttl time.Duration) ResolverOption {
+	return resolverOption(func(o *options) { o.cacheSize, o.cacheTTL = size, ttl })
 }
 
 // withClock injects the time source for tests.
-func withClock(now func() time.Time) Option {
-	return option{"withClock", forHandler | forCustomerResolver | forRecorder, func(o *options) { o.now, o.clockSet = now, true }}
+func withClock(now func() time.Time) ObserverOption {
+	return observerOption(func(o *options) { o.now, o.clockSet = now, true })
 }
 
 // withRetryBackoff shortens retry waits in tests.
-func withRetryBackoff(base, maxWait time.Duration) Option {
-	return option{"withRetryBackoff", forHandler | forRecorder, func(o *options) {
+func withRetryBackoff(base, maxWait time.Duration) retryOption {
+	return retryOption(func(o *options) {
 		o.retryBase, o.retryMax, o.retryMaxRecorder = base, maxWait, maxWait
-	}}
+	})
 }
 
 // WithQueueSize bounds the recorder's queue: events queued plus events being delivered. It
 // applies to [NewRecorder]. Defaults to 100,000 events (about 20 MB with a few properties each).
-func WithQueueSize(n int) Option {
-	return option{"WithQueueSize", forRecorder, func(o *options) { o.queueSize = n }}
+func WithQueueSize(n int) RecorderOption {
+	return recorderOption(func(o *options) { o.queueSize = n })
 }
 
 // WithBatchSize sets how many events the recorder sends in one request to the meter, and how
 // many queued events trigger a flush. It applies to [NewRecorder]. Defaults to 500; at most 1024,
 // the meter's limit.
-func WithBatchSize(n int) Option {
-	return option{"WithBatchSize", forRecorder, func(o *options) { o.batchSize = n }}
+func WithBatchSize(n int) RecorderOption {
+	return recorderOption(func(o *options) { o.batchSize = n })
 }
 
 // WithFlushInterval sets how often the recorder flushes a partial batch. It applies to
 // [NewRecorder]. Defaults to 200 ms.
-func WithFlushInterval(d time.Duration) Option {
-	return option{"WithFlushInterval", forRecorder, func(o *options) { o.flushInterval = d }}
+func WithFlushInterval(d time.Duration) RecorderOption {
+	return recorderOption(func(o *options) { o.flushInterval = d })
 }
 
 // WithRejectWhenFull makes Record return [ErrQueueFull] at once when the queue is full, instead
 // of waiting for room; the rejections are counted in [RecorderStats]. It applies to
 // [NewRecorder]. Defaults to waiting (until the caller's context ends), which loses nothing but
 // makes callers wait while the meter is down long enough to fill the queue.
-func WithRejectWhenFull() Option {
-	return option{"WithRejectWhenFull", forRecorder, func(o *options) { o.rejectWhenFull = true }}
+func WithRejectWhenFull() RecorderOption {
+	return recorderOption(func(o *options) { o.rejectWhenFull = true })
 }
 
 // WithLane sets the recorder's lane, 0 to 999: the nanosecond digits of the timestamps it stamps,
 // which keep events of different processes distinct within one microsecond. Give each process
 // of a deployment its own lane (a pod ordinal, say) to rule collisions out. It applies to
 // [NewRecorder]. Defaults to a random lane.
-func WithLane(n int) Option {
-	return option{"WithLane", forRecorder, func(o *options) { o.lane = n }}
+func WithLane(n int) RecorderOption {
+	return recorderOption(func(o *options) { o.lane = n })
 }
 
 // WithDeliveryErrorHandler receives the events the recorder gives up on, with the reason: an
@@ -379,50 +420,50 @@ func WithLane(n int) Option {
 // replaying the second can double them, so reconcile those first, or alert. It is called from
 // the recorder's delivery streams and from middleware requests that found no room in the queue,
 // so it may be called concurrently. It applies to [NewRecorder]. Defaults to logging them at error level.
-func WithDeliveryErrorHandler(f func(err error, events []Event)) Option {
-	return option{"WithDeliveryErrorHandler", forRecorder, func(o *options) { o.deliveryErr = f }}
+func WithDeliveryErrorHandler(f func(err error, events []Event)) RecorderOption {
+	return recorderOption(func(o *options) { o.deliveryErr = f })
 }
 
 // WithCountIf decides from a response's status whether the middleware records the request. It
 // applies to [NewMiddleware]. Defaults to status < 400.
-func WithCountIf(f func(status int) bool) Option {
-	return option{"WithCountIf", forMiddleware, func(o *options) { o.countIf = f }}
+func WithCountIf(f func(status int) bool) MiddlewareOption {
+	return middlewareOption(func(o *options) { o.countIf = f })
 }
 
 // WithQueueWait bounds how long a request through the middleware waits for room in a full
 // recorder queue (a long meter outage): past it the request's usage is rejected, counted
 // ([EventsRejected]) and handed to the [WithDeliveryErrorHandler] handler with [ErrQueueFull],
 // and the response is never held longer. It applies to [NewMiddleware]. Defaults to 50 ms.
-func WithQueueWait(d time.Duration) Option {
-	return option{"WithQueueWait", forMiddleware, func(o *options) { o.queueWait = d }}
+func WithQueueWait(d time.Duration) MiddlewareOption {
+	return middlewareOption(func(o *options) { o.queueWait = d })
 }
 
 // WithDefaultValue sets the value the middleware records for a request whose handler does not
 // set one with [SetUsageValue]. It applies to [NewMiddleware]. Defaults to 1.
-func WithDefaultValue(v Value) Option {
-	return option{"WithDefaultValue", forMiddleware, func(o *options) { o.defaultValue = v }}
+func WithDefaultValue(v Value) MiddlewareOption {
+	return middlewareOption(func(o *options) { o.defaultValue = v })
 }
 
 // WithRequestTimeout bounds one request to a Unimeter node. The server has no timeouts of its
 // own: a request that outlives this is abandoned, its connection closed, and the request retried
 // with the same events (the node's dedup recognises them). It applies to [DialUnimeter].
 // Defaults to 5 seconds.
-func WithRequestTimeout(d time.Duration) Option {
-	return option{"WithRequestTimeout", forUnimeter, func(o *options) { o.requestTimeout = d }}
+func WithRequestTimeout(d time.Duration) UnimeterOption {
+	return unimeterOption(func(o *options) { o.requestTimeout = d })
 }
 
 // WithConnsPerNode bounds the open connections to one Unimeter node; the server answers each
 // connection one request at a time, so this bounds the requests in flight per node. It applies
 // to [DialUnimeter]. Defaults to 4.
-func WithConnsPerNode(n int) Option {
-	return option{"WithConnsPerNode", forUnimeter, func(o *options) { o.connsPerNode = n }}
+func WithConnsPerNode(n int) UnimeterOption {
+	return unimeterOption(func(o *options) { o.connsPerNode = n })
 }
 
 // WithSyncIngest makes ingest wait for the node's WAL fsync (INGEST_SYNC) instead of its
 // in-memory apply (INGEST_ASYNC): slower, and the events survive a crash of the node once
 // acknowledged. It applies to [DialUnimeter]. Defaults to off.
-func WithSyncIngest() Option {
-	return option{"WithSyncIngest", forUnimeter, func(o *options) { o.syncIngest = true }}
+func WithSyncIngest() UnimeterOption {
+	return unimeterOption(func(o *options) { o.syncIngest = true })
 }
 
 // Observer receives meterbill's measurements: how many events were recorded, delivered and lost,

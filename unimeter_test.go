@@ -45,7 +45,7 @@ func startFake(t testing.TB, opts unimetertest.Options) *unimetertest.Cluster {
 	return c
 }
 
-func dialFake(t testing.TB, c *unimetertest.Cluster, opts ...meterbill.Option) *meterbill.UnimeterMeter {
+func dialFake(t testing.TB, c *unimetertest.Cluster, opts ...meterbill.UnimeterOption) *meterbill.UnimeterMeter {
 	t.Helper()
 	m, err := meterbill.DialUnimeter(context.Background(), c.Addrs()[:1], opts...)
 	if err != nil {

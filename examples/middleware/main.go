@@ -47,10 +47,7 @@ func newApp(ctx context.Context, logger *slog.Logger) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
-	usage, err := meterbill.NewMiddleware(rec, apiCalls.Code, account, meterbill.WithLogger(logger))
-	if err != nil {
-		return nil, err
-	}
+	usage := meterbill.NewMiddleware(rec, apiCalls.Code, account, meterbill.WithLogger(logger))
 	api := http.NewServeMux()
 	api.HandleFunc("GET /v1/hello", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = fmt.Fprintln(w, `{"hello":"world"}`)

@@ -174,10 +174,7 @@ func newApp(ctx context.Context, wc webhookConfig, logger *slog.Logger) (*app, e
 	if err != nil {
 		return nil, err
 	}
-	usage, err := meterbill.NewMiddleware(rec, apiCalls.Code, account, meterbill.WithLogger(logger))
-	if err != nil {
-		return nil, errors.Join(err, rec.Close(ctx))
-	}
+	usage := meterbill.NewMiddleware(rec, apiCalls.Code, account, meterbill.WithLogger(logger))
 	api := http.NewServeMux()
 	api.HandleFunc("GET /v1/hello", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = fmt.Fprintln(w, `{"hello":"world"}`)

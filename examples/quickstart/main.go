@@ -291,13 +291,10 @@ func printEstimate(out io.Writer, c customer, est *meterbill.Estimate) error {
 // serveAPI runs a small API behind the usage middleware and calls it as clients would.
 func serveAPI(ctx context.Context, rec *meterbill.Recorder) (int, error) {
 	apiKeys := map[string]uint64{"Bearer key_acme": 1001, "Bearer key_globex": 1002}
-	usage, err := meterbill.NewMiddleware(rec, apiCalls.Code, func(r *http.Request) (uint64, bool) {
+	usage := meterbill.NewMiddleware(rec, apiCalls.Code, func(r *http.Request) (uint64, bool) {
 		acct, ok := apiKeys[r.Header.Get("Authorization")] // your authentication decides the account
 		return acct, ok
 	})
-	if err != nil {
-		return 0, err
-	}
 	api := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, `{"hello":"world"}`) })
 	srv := httptest.NewServer(usage(api))
 	defer srv.Close()

@@ -106,11 +106,8 @@ func newServer(ctx context.Context, c config, logger *slog.Logger) (*server, err
 	if err != nil {
 		return nil, err
 	}
-	usage, err := meterbill.NewMiddleware(rec, "api_calls", demoAccount, meterbill.WithLogger(logger))
-	if err != nil {
-		return nil, err
-	}
-	stripeOpts := []meterbill.Option{meterbill.WithLogger(logger)}
+	usage := meterbill.NewMiddleware(rec, "api_calls", demoAccount, meterbill.WithLogger(logger))
+	stripeOpts := []meterbill.StripeClientOption{meterbill.WithLogger(logger)}
 	if c.apiURL != "" {
 		stripeOpts = append(stripeOpts, meterbill.WithStripeURL(c.apiURL))
 	}

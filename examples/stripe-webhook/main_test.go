@@ -90,7 +90,7 @@ func TestMeteredAPI(t *testing.T) {
 	}
 	for _, tt := range tests {
 		for range tt.calls {
-			if got := call(t, srv.URL+"/api/calls", http.MethodPost, tt.auth).StatusCode; got != tt.wantStatus {
+			if got, _ := call(t, srv.URL+"/api/calls", http.MethodPost, tt.auth); got != tt.wantStatus {
 				t.Fatalf("%s: status %d, want %d", tt.name, got, tt.wantStatus)
 			}
 		}
@@ -99,12 +99,11 @@ func TestMeteredAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tt := range tests[:2] {
-		resp := call(t, srv.URL+"/api/usage", http.MethodGet, tt.auth)
+		_, body := call(t, srv.URL+"/api/usage", http.MethodGet, tt.auth)
 		var u meterbill.Usage
-		if err := json.NewDecoder(resp.Body).Decode(&u); err != nil {
+		if err := json.Unmarshal(body, &u); err != nil {
 			t.Fatal(err)
 		}
-		_ = resp.Body.Close()
 		if got := u.Value.String(); got != strconv.Itoa(tt.calls) {
 			t.Errorf("%s: usage %s, want %d", tt.name, got, tt.calls)
 		}
@@ -112,12 +111,13 @@ func TestMeteredAPI(t *testing.T) {
 	if st := app.rec.Stats(); st.Enqueued != 4 {
 		t.Errorf("recorded %d events, want 4 (the calls without an account are not metered)", st.Enqueued)
 	}
-	if got := call(t, srv.URL+"/api/usage", http.MethodGet, "").StatusCode; got != http.StatusUnauthorized {
+	if got, _ := call(t, srv.URL+"/api/usage", http.MethodGet, ""); got != http.StatusUnauthorized {
 		t.Errorf("usage without the demo token: %d, want 401", got)
 	}
 }
 
-func call(t *testing.T, url, method, auth string) *http.Response {
+// call sends a request and returns the status and the body.
+func call(t *testing.T, url, method, auth string) (int, []byte) {
 	t.Helper()
 	req, _ := http.NewRequest(method, url, nil)
 	if auth != "" {
@@ -127,8 +127,12 @@ func call(t *testing.T, url, method, auth string) *http.Response {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _, _ = io.Copy(io.Discard, resp.Body); _ = resp.Body.Close() })
-	return resp
+	defer func() { _ = resp.Body.Close() }()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, body
 }
 
 func TestConfigFromEnv(t *testing.T) {

@@ -108,14 +108,11 @@ func run(addr, mode string) error {
 			return err
 		}
 		// One account per connection's client port, as distinct callers would be.
-		mw, err := meterbill.NewMiddleware(rec, calls.Code, func(r *http.Request) (uint64, bool) {
+		mw := meterbill.NewMiddleware(rec, calls.Code, func(r *http.Request) (uint64, bool) {
 			port := r.RemoteAddr[strings.LastIndexByte(r.RemoteAddr, ':')+1:]
 			acct, err := strconv.ParseUint(port, 10, 64)
 			return acct, err == nil && acct > 0
 		})
-		if err != nil {
-			return err
-		}
 		handler = mw(ok)
 	default:
 		return fmt.Errorf("unknown mode %q", mode)
