@@ -60,9 +60,7 @@ type Recorder struct {
 	block   bool
 	lane    int64
 	lastUS  atomic.Int64 // last microsecond stamped
-	clock   microClock
 	backoff backoff.Policy
-	scratch []Event // deliver's partition-ordered copy; the flusher goroutine's alone
 	streams *batch.Streams[Event]
 	route   func(account uint64) string // the stream of an account's events
 
@@ -163,12 +161,14 @@ func (r *Recorder) record(ctx context.Context, e Event, block, countFull, known 
 	if e.Time.IsZero() {
 		e.Time = r.stamp()
 	}
-	if _, ok := r.metrics[e.Metric]; !known && !ok {
-		r.reject()
-		if err := e.Validate(); err != nil {
-			return err
+	if !known {
+		if _, ok := r.metrics[e.Metric]; !ok {
+			r.reject()
+			if err := e.Validate(); err != nil {
+				return err
+			}
+			return fmt.Errorf("%w %q: the recorder was not started with it", ErrUnknownMetric, e.Metric)
 		}
-		return fmt.Errorf("%w %q: the recorder was not started with it", ErrUnknownMetric, e.Metric)
 	}
 	if err := e.validateFields(); err != nil { // the code was validated when the recorder started
 		r.reject()
@@ -203,12 +203,7 @@ func (r *Recorder) reject() {
 // processes: a microsecond strictly after the last one stamped (the wall clock's, unless events
 // come faster than one a microsecond), with the lane as its nanoseconds.
 func (r *Recorder) stamp() time.Time {
-	var now int64
-	if r.o.clockSet {
-		now = r.o.now().UnixMicro()
-	} else {
-		now = r.clock.nowMicro()
-	}
+	now := r.o.now().UnixMicro()
 	for {
 		last := r.lastUS.Load()
 		us := max(now, last+1)
@@ -216,29 +211,6 @@ func (r *Recorder) stamp() time.Time {
 			return time.Unix(0, us*1000+r.lane).UTC()
 		}
 	}
-}
-
-// microClock reads the wall clock in microseconds at the cost of one clock read: time.Now reads
-// the wall clock and the monotonic one, while time.Since a time that carries a monotonic reading
-// reads only the latter. It reads the wall clock again every second, so that it follows the
-// system's adjustments within a second; the stamps that matter here are unique and near the
-// clock, not exact to the microsecond.
-type microClock struct{ base atomic.Pointer[clockBase] }
-
-type clockBase struct {
-	at     time.Time // with its monotonic reading
-	wallUS int64
-}
-
-func (c *microClock) nowMicro() int64 {
-	if b := c.base.Load(); b != nil {
-		if d := time.Since(b.at); d >= 0 && d < time.Second {
-			return b.wallUS + d.Microseconds()
-		}
-	}
-	now := time.Now()
-	c.base.Store(&clockBase{at: now, wallUS: now.UnixMicro()})
-	return now.UnixMicro()
 }
 
 // TimeFromID returns t with its sub-millisecond digits derived from a source record's id, so
@@ -273,6 +245,13 @@ func (r *Recorder) Flush(ctx context.Context) error {
 // return the first call's result.
 func (r *Recorder) Close(ctx context.Context) error {
 	r.closeOnce.Do(func() {
+		// Once ctx ends, the meter is called no more: not for the final flush, not for a retry.
+		// AfterFunc runs Abort on its own goroutine; an ended ctx aborts here, before anything.
+		if ctx.Err() != nil {
+			r.streams.Abort()
+		}
+		stop := context.AfterFunc(ctx, r.streams.Abort)
+		defer stop()
 		// Requests still in the middleware (a hijacked connection, which http.Server.Shutdown
 		// does not wait for) record their usage when they return: wait for them first.
 		for r.inflight.Load() > 0 && ctx.Err() == nil {
@@ -282,9 +261,6 @@ func (r *Recorder) Close(ctx context.Context) error {
 			case <-ctx.Done():
 			}
 			t.Stop()
-		}
-		if ctx.Err() != nil { // call the meter no more, not even for the final flush
-			r.streams.Abort()
 		}
 		err := r.q.Close(ctx)
 		if lerr := r.streams.Close(ctx); err == nil {
@@ -336,45 +312,25 @@ func (r *Recorder) Stats() RecorderStats {
 	}
 }
 
-// deliver hands a snapshot of the queue to the streams, grouped by partition (a counting sort into
-// a reused buffer, linear in the snapshot): each partition to the stream of the node it is routed
-// to. The streams hold the events, still counted in the queue's bound, until they are delivered
-// or given up on.
+// deliver hands a snapshot of the queue to the streams: each event to its partition (account %
+// 256) in the stream of the node that partition is routed to, in one pass. The streams hold the
+// events, still counted in the queue's bound, until they are delivered or given up on.
 func (r *Recorder) deliver(_ context.Context, snapshot [][]Event) int {
-	var counts [257]int
 	n := 0
 	for _, chunk := range snapshot {
-		for i := range chunk {
-			counts[chunk[i].Account%256+1]++
-		}
 		n += len(chunk)
 	}
 	count(r.o.observer, EventsRecorded, n) // every accepted event passes here exactly once
 	r.o.observer.Observe(Measurement{Kind: QueueDepth, N: r.q.Depth()})
-	for p := 1; p < len(counts); p++ {
-		counts[p] += counts[p-1]
-	}
-	events := slices.Grow(r.scratch[:0], n)[:n]
-	for _, chunk := range snapshot {
-		for i := range chunk {
-			p := chunk[i].Account % 256
-			events[counts[p]] = chunk[i]
-			counts[p]++
-		}
-	}
-	for start := 0; start < len(events); {
-		acct := events[start].Account
-		end := start + 1
-		for end < len(events) && events[end].Account%256 == acct%256 {
-			end++
-		}
-		r.streams.Add(r.route(acct), events[start:end])
-		start = end
-	}
-	clear(events)
-	r.scratch = events[:0]
+	r.streams.AddAll(snapshot, partitionOf, r.routePartition)
 	return n
 }
+
+func partitionOf(e *Event) uint8 { return uint8(e.Account % 256) }
+
+// routePartition is the stream of a partition's events: the route of its accounts (account %
+// 256 is the partition, so any account of it will do).
+func (r *Recorder) routePartition(p uint8) string { return r.route(uint64(p)) }
 
 // cut returns how many events from the head of a stream make its next batch: one partition's, at
 // most the batch size and the meter's per-request property limit.

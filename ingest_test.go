@@ -603,3 +603,54 @@ func TestMiddlewareNeverHoldsAResponseForTheQueue(t *testing.T) {
 		t.Errorf("the meter holds %s requests, want the 4 that found room", got)
 	}
 }
+
+// healingMeter fails every Ingest until healed, then counts the requests and their sizes.
+type healingMeter struct {
+	*meterbill.MemoryMeter
+	healed   atomic.Bool
+	requests atomic.Int64
+}
+
+func (m *healingMeter) Ingest(ctx context.Context, events []meterbill.Event) (meterbill.IngestResult, error) {
+	if !m.healed.Load() {
+		return meterbill.IngestResult{}, errors.New("meter down")
+	}
+	m.requests.Add(1)
+	return m.MemoryMeter.Ingest(ctx, events)
+}
+
+// TestBacklogDrainsInFullBatches: after an outage of many flush intervals, the backlog goes out
+// in batches of a partition's accumulated events, not one flush's worth at a time (2 events a
+// request here, before the streams kept events by partition).
+func TestBacklogDrainsInFullBatches(t *testing.T) {
+	m := &healingMeter{MemoryMeter: meterbill.NewMemoryMeter()}
+	rec := newRecorder(t, m, meterbill.WithFlushInterval(2*time.Millisecond), meterbill.WithBatchSize(500))
+	const rounds, accounts = 100, 512 // two accounts a partition
+	for round := range rounds {
+		for a := uint64(1); a <= accounts; a++ {
+			e := meterbill.Event{Account: a, Metric: calls.Code, Value: meterbill.Units(1), Time: at(2026, 4, 3, 0, 0).Add(time.Duration(round) * time.Microsecond)}
+			if err := rec.Record(context.Background(), e); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(2 * time.Millisecond) // a flush interval: each round is flushed on its own
+	}
+	m.healed.Store(true)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := rec.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st := rec.Stats()
+	perRequest := float64(st.Delivered) / float64(m.requests.Load())
+	t.Logf("%d events in %d requests after healing: %.1f a request", st.Delivered, m.requests.Load(), perRequest)
+	if st.Delivered != rounds*accounts {
+		t.Fatalf("delivered %d of %d", st.Delivered, rounds*accounts)
+	}
+	// 256 partitions of 200 events: at best 256 requests. The first rounds may have been cut
+	// before the backlog built up, so allow twice that, far from the 25,600 of one flush a
+	// request.
+	if m.requests.Load() > 2*256 {
+		t.Errorf("%d requests for %d events (%.1f a request): the backlog went out a flush at a time", m.requests.Load(), st.Delivered, perRequest)
+	}
+}

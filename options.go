@@ -109,7 +109,6 @@ type options struct {
 	cacheSize    int
 	cacheTTL     time.Duration
 	now          func() time.Time
-	clockSet     bool // now is a test's clock, not time.Now
 	retryBase    time.Duration
 	retryMax     time.Duration
 	lookback     time.Duration
@@ -368,7 +367,7 @@ func WithCache(size int, ttl time.Duration) ResolverOption {
 
 // withClock injects the time source for tests.
 func withClock(now func() time.Time) ObserverOption {
-	return observerOption(func(o *options) { o.now, o.clockSet = now, true })
+	return observerOption(func(o *options) { o.now = now })
 }
 
 // withRetryBackoff shortens retry waits in tests.

@@ -3,6 +3,8 @@ package batch
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -86,10 +88,10 @@ func ints(from, to int) []int {
 func TestStreamsIsolateAHeldStream(t *testing.T) {
 	r := newRecorder("sick")
 	ss := NewStreams(cutTwo, r.send, func(n int) { r.released.Add(int64(n)) })
-	ss.Add("sick", items("sick", 0, 5))
-	ss.Add("a", items("a", 0, 5))
-	ss.Add("b", items("b", 0, 3))
-	ss.Add("a", items("a", 5, 9))
+	ss.Add("sick", 0, items("sick", 0, 5))
+	ss.Add("a", 0, items("a", 0, 5))
+	ss.Add("b", 0, items("b", 0, 3))
+	ss.Add("a", 0, items("a", 5, 9))
 
 	// The healthy streams finish while the sick one holds its first batch.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -130,7 +132,7 @@ func TestStreamsIsolateAHeldStream(t *testing.T) {
 func TestStreamsWaitIsABarrier(t *testing.T) {
 	r := newRecorder("a")
 	ss := NewStreams(cutTwo, r.send, func(int) {})
-	ss.Add("a", items("a", 0, 4))
+	ss.Add("a", 0, items("a", 0, 4))
 	waited := make(chan error, 1)
 	go func() { waited <- ss.Wait(context.Background()) }()
 	time.Sleep(20 * time.Millisecond)
@@ -177,8 +179,8 @@ func TestStreamsClose(t *testing.T) {
 			r := newRecorder(tt.hold)
 			var released atomic.Int64
 			ss := NewStreams(cutTwo, r.send, func(n int) { released.Add(int64(n)) })
-			ss.Add("a", items("a", 0, 7))
-			ss.Add("b", items("b", 0, 3))
+			ss.Add("a", 0, items("a", 0, 7))
+			ss.Add("b", 0, items("b", 0, 3))
 			ctx, cancel := context.WithTimeout(context.Background(), tt.timeout)
 			defer cancel()
 			if err := ss.Close(ctx); !errors.Is(err, tt.wantErr) {
@@ -205,11 +207,11 @@ func TestStreamsKeepBoundedBuffers(t *testing.T) {
 	var added atomic.Int64
 	send := func(_ context.Context, batch []item) {
 		if n := added.Add(1); n < 10_000 {
-			ss.Add("a", items("a", int(n)*2, int(n)*2+2))
+			ss.Add("a", 0, items("a", int(n)*2, int(n)*2+2))
 		}
 	}
 	ss = NewStreams(cutTwo, send, func(int) {})
-	ss.Add("a", items("a", 0, 6))
+	ss.Add("a", 0, items("a", 0, 6))
 	for added.Load() < 10_000 {
 		time.Sleep(time.Millisecond)
 	}
@@ -218,7 +220,132 @@ func TestStreamsKeepBoundedBuffers(t *testing.T) {
 	}
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	if c := cap(ss.streams["a"].items); c > 64 {
+	if c := cap(ss.streams["a"].parts[0].items); c > 64 {
 		t.Errorf("buffer capacity %d after 10,000 batches through a stream never empty, want a few batches' worth", c)
+	}
+}
+
+// TestStreamsWaitersDoNotStealWakeUps: two Waits on one stream, the first satisfied before the
+// second; the second still wakes when its items are sent (the first must not turn the stream's
+// wake-up off for it).
+func TestStreamsWaitersDoNotStealWakeUps(t *testing.T) {
+	for iter := range 300 {
+		gate := make(chan struct{}, 2)
+		ss := NewStreams(func([]int) int { return 1 }, func(context.Context, []int) { <-gate }, func(int) {})
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ss.Add("a", 0, []int{0})
+		errs := make(chan error, 2)
+		go func() { errs <- ss.Wait(ctx) }() // waits for item 0
+		time.Sleep(50 * time.Microsecond)
+		ss.Add("a", 0, []int{1})
+		go func() { errs <- ss.Wait(ctx) }() // waits for items 0 and 1
+		time.Sleep(50 * time.Microsecond)
+		gate <- struct{}{}
+		time.Sleep(200 * time.Microsecond)
+		gate <- struct{}{}
+		for range 2 {
+			if err := <-errs; err != nil {
+				t.Fatalf("iteration %d: Wait = %v after every item was sent", iter, err)
+			}
+		}
+		cancel()
+		if err := ss.Close(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestStreamsCatchUpInFullBatches: a stream that fell behind (its sink held while many small
+// adds of two partitions arrived) sends each partition's backlog in full batches, the partitions
+// taking turns, each partition's items in order.
+func TestStreamsCatchUpInFullBatches(t *testing.T) {
+	release := make(chan struct{})
+	var mu sync.Mutex
+	var batches [][]item
+	send := func(_ context.Context, b []item) {
+		<-release
+		mu.Lock()
+		batches = append(batches, append([]item(nil), b...))
+		mu.Unlock()
+	}
+	cut := func(its []item) int { return min(len(its), 100) }
+	ss := NewStreams(cut, send, func(int) {})
+	for round := range 150 { // 150 flushes of 2 items of each of two partitions
+		ss.Add("a", 1, items("p1", 2*round, 2*round+2))
+		ss.Add("a", 2, items("p2", 2*round, 2*round+2))
+	}
+	close(release)
+	if err := ss.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// The first batch was cut before the backlog built up; every later one is full but the last
+	// of each partition: 300 items of each in 100s.
+	var sizes []int
+	seen := map[string][]int{}
+	for _, b := range batches {
+		sizes = append(sizes, len(b))
+		for _, it := range b {
+			seen[it.key] = append(seen[it.key], it.n)
+		}
+	}
+	if len(batches) > 8 {
+		t.Errorf("%d batches of sizes %v for 600 items: the backlog went out in small batches", len(batches), sizes)
+	}
+	for _, k := range []string{"p1", "p2"} {
+		if diff := cmp.Diff(ints(0, 300), seen[k]); diff != "" {
+			t.Errorf("partition %s, in order (-want +got):\n%s", k, diff)
+		}
+	}
+}
+
+// TestStreamsExactlyOnceInOrder: random adds over streams and partitions, random cuts and send
+// latencies, with Waits in between: every item is sent once, each partition's items in order,
+// and released once.
+func TestStreamsExactlyOnceInOrder(t *testing.T) {
+	for range 15 {
+		var mu sync.Mutex
+		got := map[string][]int{}
+		var released atomic.Int64
+		send := func(_ context.Context, b []item) {
+			if rand.IntN(4) == 0 {
+				time.Sleep(time.Duration(rand.IntN(50)) * time.Microsecond)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for _, it := range b {
+				if it.key != b[0].key {
+					t.Errorf("a batch mixes partitions %s and %s", b[0].key, it.key)
+				}
+				got[it.key] = append(got[it.key], it.n)
+			}
+		}
+		cut := func(its []item) int { return 1 + rand.IntN(min(len(its), 200)) }
+		ss := NewStreams(cut, send, func(n int) { released.Add(int64(n)) })
+		next := map[string]int{}
+		total := 0
+		for range 200 {
+			stream, p := []string{"a", "b"}[rand.IntN(2)], rand.IntN(3)
+			k := fmt.Sprintf("%s%d", stream, p)
+			n := 1 + rand.IntN(500)
+			ss.Add(stream, uint8(p), items(k, next[k], next[k]+n))
+			next[k] += n
+			total += n
+			if rand.IntN(50) == 0 {
+				if err := ss.Wait(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if err := ss.Close(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		for k, n := range next {
+			if diff := cmp.Diff(ints(0, n), got[k]); diff != "" {
+				t.Fatalf("%s: sent, in order (-want +got):\n%s", k, diff)
+			}
+		}
+		if released.Load() != int64(total) {
+			t.Fatalf("released %d of %d", released.Load(), total)
+		}
 	}
 }

@@ -22,8 +22,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -107,12 +105,9 @@ func run(addr, mode string) error {
 		if rec, err = meterbill.NewRecorder(context.Background(), m, []meterbill.Metric{calls}); err != nil {
 			return err
 		}
-		// One account per connection's client port, as distinct callers would be.
-		mw := meterbill.NewMiddleware(rec, calls.Code, func(r *http.Request) (uint64, bool) {
-			port := r.RemoteAddr[strings.LastIndexByte(r.RemoteAddr, ':')+1:]
-			acct, err := strconv.ParseUint(port, 10, 64)
-			return acct, err == nil && acct > 0
-		})
+		// One account, as BenchmarkMiddleware does: the figure is the middleware's and the
+		// recorder's cost, not that of the app's authentication, which decides the account.
+		mw := meterbill.NewMiddleware(rec, calls.Code, func(*http.Request) (uint64, bool) { return 42, true })
 		handler = mw(ok)
 	default:
 		return fmt.Errorf("unknown mode %q", mode)
