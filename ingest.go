@@ -43,8 +43,9 @@ var (
 // Recorder sends usage events to a [Meter] in the background: Record only validates, stamps and
 // queues, so no caller waits on the meter. A goroutine hands the queue over when a batch's worth
 // is queued or every interval, to one delivery stream per node of a [UnimeterMeter] (one stream
-// for the embedded meter and for meters of your own). Each stream sends batches of one
-// partition, retrying transient failures with the same events (same timestamps, so the meter
+// for the embedded meter and for meters of your own). Each stream keeps its events by partition
+// and sends batches of one partition, the partitions taking turns (so a stream that fell behind
+// catches up in full batches), retrying transient failures with the same events (same timestamps, so the meter
 // deduplicates any that arrived twice) until they are delivered, refused for good, or Close's
 // context ends; once it has ended, the meter is not called again. A node that fails
 // or hangs delays only its own stream, while the others deliver on schedule; what waits for it
