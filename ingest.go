@@ -45,11 +45,11 @@ var (
 // is queued or every interval, to one delivery stream per node of a [UnimeterMeter] (one stream
 // for the embedded meter and for meters of your own). Each stream keeps its events by partition
 // and sends batches of one partition, the partitions taking turns (so a stream that fell behind
-// catches up in full batches), retrying transient failures with the same events (same timestamps, so the meter
-// deduplicates any that arrived twice) until they are delivered, refused for good, or Close's
-// context ends; once it has ended, the meter is not called again. A node that fails
-// or hangs delays only its own stream, while the others deliver on schedule; what waits for it
-// still counts in the queue's bound ([WithQueueSize]). Every event Record accepted is delivered,
+// catches up in full batches), retrying transient failures with the same events (same
+// timestamps, so the meter deduplicates any that arrived twice) until they are delivered,
+// refused for good, or Close's context ends; once it has ended, the meter is not called again.
+// A node that fails or hangs delays only its own stream, while the others deliver on schedule;
+// what waits for it still counts in the queue's bound ([WithQueueSize]). Every event Record accepted is delivered,
 // or handed to the [WithDeliveryErrorHandler] handler; none is dropped silently.
 //
 // A Recorder is safe for concurrent use. Call Close to stop it; it owns goroutines.
