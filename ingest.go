@@ -63,7 +63,7 @@ type Recorder struct {
 	lastUS  atomic.Int64 // last microsecond stamped
 	backoff backoff.Policy
 	streams *batch.Streams[Event]
-	route   func(account uint64) string // the stream of an account's events
+	route   func(partition uint8) string // the stream of a partition's events
 
 	enqueued, delivered, duplicates, retried, rejected, failed, unconfirmed atomic.Uint64
 	inflight                                                                atomic.Int64 // requests in the middleware
@@ -323,22 +323,17 @@ func (r *Recorder) deliver(_ context.Context, snapshot [][]Event) int {
 	}
 	count(r.o.observer, EventsRecorded, n) // every accepted event passes here exactly once
 	r.o.observer.Observe(Measurement{Kind: QueueDepth, N: r.q.Depth()})
-	r.streams.AddAll(snapshot, partitionOf, r.routePartition)
+	r.streams.AddAll(snapshot, partitionOf, r.route)
 	return n
 }
 
 func partitionOf(e *Event) uint8 { return uint8(e.Account % 256) }
 
-// routePartition is the stream of a partition's events: the route of its accounts (account %
-// 256 is the partition, so any account of it will do).
-func (r *Recorder) routePartition(p uint8) string { return r.route(uint64(p)) }
-
-// cut returns how many events from the head of a stream make its next batch: one partition's, at
-// most the batch size and the meter's per-request property limit.
+// cut returns how many of a partition's first waiting events make its next batch: at most the
+// batch size and the meter's per-request property limit (the stream keeps partitions apart).
 func (r *Recorder) cut(events []Event) int {
-	part := events[0].Account % 256
 	end, props := 0, 0
-	for end < len(events) && events[end].Account%256 == part && end < r.o.batchSize {
+	for end < len(events) && end < r.o.batchSize {
 		if end > 0 && props+len(events[end].Properties) > MaxBatchProperties {
 			break
 		}
@@ -348,17 +343,17 @@ func (r *Recorder) cut(events []Event) int {
 	return end
 }
 
-// router is implemented by meters that send each account's events to one node of several (the
-// Unimeter meter routes by the leader of the account's partition): the recorder delivers each
+// router is implemented by meters that send each partition's events (account % 256) to one node
+// of several (the Unimeter meter, to the partition's leader): the recorder delivers each
 // node's events on a stream of its own, so that a node that fails delays only the accounts it
 // leads. A meter that does not say gets one stream: its topology is unknown, and a stream per
 // partition would put up to 256 requests in flight at once on a service that may not expect
 // them.
 type router interface {
-	route(account uint64) string
+	route(partition uint8) string
 }
 
-func oneRoute(uint64) string { return "" }
+func oneRoute(uint8) string { return "" }
 
 // send delivers one batch, retrying transient failures until ctx ends. A batch the meter refuses
 // for good is split to find the events at fault, so one bad event cannot take its neighbours

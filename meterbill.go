@@ -489,7 +489,7 @@ type MemoryMeter struct {
 }
 
 // route puts every account's events on one stream of a [Recorder]: the meter is one process.
-func (m *MemoryMeter) route(uint64) string { return "" }
+func (m *MemoryMeter) route(uint8) string { return "" }
 
 // NewMemoryMeter returns an empty in-process meter.
 func NewMemoryMeter() *MemoryMeter {
@@ -641,9 +641,9 @@ func DialUnimeter(ctx context.Context, nodes []string, opts ...UnimeterOption) (
 	return &UnimeterMeter{c: c, metrics: map[string]map[string]Metric{}, suspect: map[string]map[string]bool{}}, nil
 }
 
-// route is the node an account's events go to now: a [Recorder] delivers each node's events on
+// route is the node a partition's events go to now: a [Recorder] delivers each node's events on
 // a stream of its own.
-func (m *UnimeterMeter) route(account uint64) string { return m.c.Leader(unimeter.Partition(account)) }
+func (m *UnimeterMeter) route(partition uint8) string { return m.c.Leader(uint16(partition)) }
 
 // Close closes the meter's connections; calls in flight fail. It is idempotent.
 func (m *UnimeterMeter) Close() error {

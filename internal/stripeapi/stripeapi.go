@@ -103,15 +103,24 @@ func Wrap(sc *stripe.Client, limiter *Limiter) *Client {
 	return &Client{sc: sc, perCall: limiter}
 }
 
-// begin holds a call to the per-call budget, if any.
-func (c *Client) begin(ctx context.Context, op string) error {
-	if c.perCall == nil {
-		return nil
+// call makes one SDK call: its parameters scoped to the connected account, the call held to the
+// per-call budget (a caller's client) and its answer fed back to it, its error wrapped as op.
+func call[P interface{ SetStripeAccount(string) }, R any](ctx context.Context, c *Client, op string, params P, f func(P) (R, error)) (R, error) {
+	var zero R
+	if c.Account != "" {
+		params.SetStripeAccount(c.Account)
 	}
-	if err := c.perCall.wait(ctx); err != nil {
-		return wrap(op, err)
+	if c.perCall != nil {
+		if err := c.perCall.wait(ctx); err != nil {
+			return zero, wrap(op, err)
+		}
 	}
-	return nil
+	r, err := f(params)
+	c.end(err)
+	if err != nil {
+		return zero, wrap(op, err)
+	}
+	return r, nil
 }
 
 // end feeds a call's answer back to the per-call budget, so that a 429 slows it down.
@@ -128,13 +137,6 @@ func (c *Client) end(err error) {
 		}
 	}
 	c.perCall.answered(status, retryAfter)
-}
-
-// scope sets the connected account on a request's parameters.
-func (c *Client) scope(p interface{ SetStripeAccount(string) }) {
-	if c.Account != "" {
-		p.SetStripeAccount(c.Account)
-	}
 }
 
 // New returns a client for key. url "" means Stripe's API; hc nil means a 30 s timeout client;
@@ -195,15 +197,11 @@ func (t countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 
 // Invoice retrieves an invoice.
 func (c *Client) Invoice(ctx context.Context, id string) (Invoice, error) {
-	if err := c.begin(ctx, "retrieve invoice"); err != nil {
-		return Invoice{}, err
-	}
-	params := &stripe.InvoiceRetrieveParams{}
-	c.scope(params)
-	inv, err := c.sc.V1Invoices.Retrieve(ctx, id, params)
-	c.end(err)
+	inv, err := call(ctx, c, "retrieve invoice", &stripe.InvoiceRetrieveParams{}, func(p *stripe.InvoiceRetrieveParams) (*stripe.Invoice, error) {
+		return c.sc.V1Invoices.Retrieve(ctx, id, p)
+	})
 	if err != nil {
-		return Invoice{}, wrap("retrieve invoice", err)
+		return Invoice{}, err
 	}
 	return invoiceOf(inv), nil
 }
@@ -248,21 +246,17 @@ func (c *Client) Invoices(ctx context.Context, customer, subscription, status st
 	if !since.IsZero() {
 		params.CreatedRange = &stripe.RangeQueryParams{GreaterThanOrEqual: since.Unix()}
 	}
-	c.scope(params)
-	if err := c.begin(ctx, "list invoices"); err != nil {
-		return nil, err
-	}
-	out, err := collect(c.sc.V1Invoices.List(ctx, params), "list invoices", invoiceOf)
-	c.end(err)
-	return out, err
+	return call(ctx, c, "list invoices", params, func(p *stripe.InvoiceListParams) ([]Invoice, error) {
+		return collect(c.sc.V1Invoices.List(ctx, p), invoiceOf)
+	})
 }
 
-// collect reads every page of a list, converting each object; op names the call in an error.
-func collect[S, T any](list stripe.Seq2[*S, error], op string, convert func(*S) T) ([]T, error) {
+// collect reads every page of a list, converting each object.
+func collect[S, T any](list stripe.Seq2[*S, error], convert func(*S) T) ([]T, error) {
 	var out []T
 	for obj, err := range list {
 		if err != nil {
-			return nil, wrap(op, err)
+			return nil, err
 		}
 		out = append(out, convert(obj))
 	}
@@ -292,14 +286,11 @@ func (c *Client) CreateInvoice(ctx context.Context, n NewInvoice, key string) (I
 		params.PendingInvoiceItemsBehavior = stripe.String("exclude")
 	}
 	params.SetIdempotencyKey(key)
-	c.scope(params)
-	if err := c.begin(ctx, "create invoice"); err != nil {
-		return Invoice{}, err
-	}
-	inv, err := c.sc.V1Invoices.Create(ctx, params)
-	c.end(err)
+	inv, err := call(ctx, c, "create invoice", params, func(p *stripe.InvoiceCreateParams) (*stripe.Invoice, error) {
+		return c.sc.V1Invoices.Create(ctx, p)
+	})
 	if err != nil {
-		return Invoice{}, wrap("create invoice", err)
+		return Invoice{}, err
 	}
 	return invoiceOf(inv), nil
 }
@@ -307,29 +298,22 @@ func (c *Client) CreateInvoice(ctx context.Context, n NewInvoice, key string) (I
 // FinalizeInvoice finalizes a draft invoice, with automatic collection on.
 func (c *Client) FinalizeInvoice(ctx context.Context, id string) (Invoice, error) {
 	params := &stripe.InvoiceFinalizeInvoiceParams{AutoAdvance: stripe.Bool(true)}
-	c.scope(params)
-	if err := c.begin(ctx, "finalize invoice"); err != nil {
-		return Invoice{}, err
-	}
-	inv, err := c.sc.V1Invoices.FinalizeInvoice(ctx, id, params)
-	c.end(err)
+	inv, err := call(ctx, c, "finalize invoice", params, func(p *stripe.InvoiceFinalizeInvoiceParams) (*stripe.Invoice, error) {
+		return c.sc.V1Invoices.FinalizeInvoice(ctx, id, p)
+	})
 	if err != nil {
-		return Invoice{}, wrap("finalize invoice", err)
+		return Invoice{}, err
 	}
 	return invoiceOf(inv), nil
 }
 
 // Subscription retrieves a subscription.
 func (c *Client) Subscription(ctx context.Context, id string) (Subscription, error) {
-	params := &stripe.SubscriptionRetrieveParams{}
-	c.scope(params)
-	if err := c.begin(ctx, "retrieve subscription"); err != nil {
-		return Subscription{}, err
-	}
-	sub, err := c.sc.V1Subscriptions.Retrieve(ctx, id, params)
-	c.end(err)
+	sub, err := call(ctx, c, "retrieve subscription", &stripe.SubscriptionRetrieveParams{}, func(p *stripe.SubscriptionRetrieveParams) (*stripe.Subscription, error) {
+		return c.sc.V1Subscriptions.Retrieve(ctx, id, p)
+	})
 	if err != nil {
-		return Subscription{}, wrap("retrieve subscription", err)
+		return Subscription{}, err
 	}
 	out := Subscription{ID: sub.ID, Status: string(sub.Status), Start: time.Unix(sub.StartDate, 0).UTC(), Metadata: sub.Metadata}
 	if sub.Customer != nil {
@@ -343,15 +327,11 @@ func (c *Client) Subscription(ctx context.Context, id string) (Subscription, err
 
 // CustomerMetadata retrieves a customer's metadata.
 func (c *Client) CustomerMetadata(ctx context.Context, id string) (map[string]string, error) {
-	params := &stripe.CustomerRetrieveParams{}
-	c.scope(params)
-	if err := c.begin(ctx, "retrieve customer"); err != nil {
-		return nil, err
-	}
-	cu, err := c.sc.V1Customers.Retrieve(ctx, id, params)
-	c.end(err)
+	cu, err := call(ctx, c, "retrieve customer", &stripe.CustomerRetrieveParams{}, func(p *stripe.CustomerRetrieveParams) (*stripe.Customer, error) {
+		return c.sc.V1Customers.Retrieve(ctx, id, p)
+	})
 	if err != nil {
-		return nil, wrap("retrieve customer", err)
+		return nil, err
 	}
 	return cu.Metadata, nil
 }
@@ -364,13 +344,9 @@ func (c *Client) InvoiceItems(ctx context.Context, customer string, since time.T
 	if !since.IsZero() {
 		params.CreatedRange = &stripe.RangeQueryParams{GreaterThanOrEqual: since.Unix()}
 	}
-	c.scope(params)
-	if err := c.begin(ctx, "list invoice items"); err != nil {
-		return nil, err
-	}
-	out, err := collect(c.sc.V1InvoiceItems.List(ctx, params), "list invoice items", fromStripe)
-	c.end(err)
-	return out, err
+	return call(ctx, c, "list invoice items", params, func(p *stripe.InvoiceItemListParams) ([]Item, error) {
+		return collect(c.sc.V1InvoiceItems.List(ctx, p), fromStripe)
+	})
 }
 
 // CreateInvoiceItem creates an item under an idempotency key. An item without Invoice is
@@ -425,15 +401,12 @@ func (c *Client) CreateInvoiceItem(ctx context.Context, it Item, key string) (It
 		}
 	}
 	params.SetIdempotencyKey(key)
-	params.StripeAccount = nil
-	c.scope(params)
-	if err := c.begin(ctx, "create invoice item"); err != nil {
-		return Item{}, err
-	}
-	ii, err := c.sc.V1InvoiceItems.Create(ctx, params)
-	c.end(err)
+	params.StripeAccount = nil // the account is meterbill's: call sets it, or none
+	ii, err := call(ctx, c, "create invoice item", params, func(p *stripe.InvoiceItemCreateParams) (*stripe.InvoiceItem, error) {
+		return c.sc.V1InvoiceItems.Create(ctx, p)
+	})
 	if err != nil {
-		return Item{}, wrap("create invoice item", err)
+		return Item{}, err
 	}
 	return fromStripe(ii), nil
 }
